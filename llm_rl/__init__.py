@@ -1,0 +1,1 @@
+"""llm_rl layer of entropy-mechanism."""

@@ -1,0 +1,1 @@
+"""simulators layer of entropy-mechanism."""

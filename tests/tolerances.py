@@ -1,0 +1,20 @@
+"""Every numerical tolerance used by the tests, in one place, with where it comes from."""
+
+# float64 identities that are exact up to rounding (shared/reference/theory.md §4: 1e-10 .. 1e-12)
+ATOL_F64 = 1e-10
+RTOL_F64 = 1e-10
+EXACT_F64 = 1e-12
+# central-difference gradient (h = 1e-6) of the entropy, theory.md §4.1 (observed ~1e-9)
+FD_GRAD_ATOL = 1e-6
+# second-derivative finite difference (h = 1e-3), theory.md §4.5
+FD_HESS_RTOL = 1e-4
+# slack added to the rigorous first-order bound, theory.md §4.3
+BOUND_SLACK = 1e-12
+# error-ratio windows for halving the step: quadratic (theory.md §4.4) and cubic (§4.5)
+QUADRATIC_RATIO = (3.5, 4.5)
+CUBIC_RATIO = (6.0, 10.0)
+# float32 inputs against the float64 reference (relative to the scale of the quantity)
+ATOL_F32 = 1e-4
+RTOL_F32 = 1e-4
+# Monte-Carlo checks: how many standard errors an estimate may sit from its target
+MC_SIGMAS = 5.0

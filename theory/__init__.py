@@ -1,0 +1,48 @@
+"""``theory``: the mathematics of Cui et al. (2025) as pure, tested torch functions.
+
+Every function takes ``logits`` with any leading batch dims and the actions on the last axis;
+``-inf`` logits are masked actions. ``theory`` imports nothing else from this package.
+"""
+
+from .covariance import covariance_decomposition, token_covariance
+from .entropy_dynamics import (
+    entropy_change,
+    entropy_gradient,
+    first_order_entropy_change,
+    first_order_error_bound,
+    log_prob_change_norm_sq,
+    second_order_entropy_change,
+)
+from .kl import categorical_kl
+from .softmax import entropy, log_policy, policy_covariance
+from .updates import (
+    entropy_regularized_npg_logit_step,
+    expected_sampled_entropy_change,
+    npg_logit_step,
+    pg_logit_step,
+    predicted_entropy_change,
+    sample_entropy_contribution,
+    sampled_logit_step,
+)
+
+__all__ = [
+    "categorical_kl",
+    "covariance_decomposition",
+    "entropy",
+    "entropy_change",
+    "entropy_gradient",
+    "entropy_regularized_npg_logit_step",
+    "expected_sampled_entropy_change",
+    "first_order_entropy_change",
+    "first_order_error_bound",
+    "log_policy",
+    "log_prob_change_norm_sq",
+    "npg_logit_step",
+    "pg_logit_step",
+    "policy_covariance",
+    "predicted_entropy_change",
+    "sample_entropy_contribution",
+    "sampled_logit_step",
+    "second_order_entropy_change",
+    "token_covariance",
+]

@@ -1,0 +1,105 @@
+"""Run-directory I/O shared by ``simulators`` and ``llm_rl``: atomic writes and the resolved config.
+
+Every file a run writes goes through :func:`atomic_write_bytes` (temp file in the same directory,
+fsync, ``os.replace``), so a killed run leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename); create parent dirs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomic UTF-8 text write."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
+        return obj.tolist()
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomic JSON write (dataclasses, numpy and torch values converted)."""
+    return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def atomic_save_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomic ``torch.save``."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions and host facts to store next to every run (for reproducing it later)."""
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+    for mod in ("numpy", "scipy", "torch", "transformers", "tokenizers", "sympy"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod)
+            except ImportError:
+                continue
+        info[mod] = getattr(m, "__version__", "?")
+    torch_mod = sys.modules.get("torch")
+    if torch_mod is not None:
+        info["cuda"] = torch_mod.cuda.is_available()
+        info["torch_threads"] = torch_mod.get_num_threads()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        if sha.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
+                                   timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+            info["git"] = sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def save_run_config(run_dir: str | os.PathLike, config: Any, name: str = "config.json") -> Path:
+    """Write ``{"config": <resolved config>, "environment": environment_info()}`` atomically."""
+    return atomic_write_json(Path(run_dir) / name, {"config": config, "environment": environment_info()})
