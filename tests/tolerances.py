@@ -24,3 +24,9 @@ LAW_RECOVERY_ATOL = 1e-8
 # 95% bootstrap-CI coverage over 400 seeded repetitions: the studentized residual bootstrap gives
 # 0.935-0.965 at n = 5..40 points (600-rep check); binomial sd at 400 reps is ~0.011
 LAW_CI_COVERAGE_WINDOW = (0.90, 0.985)
+# simulators (tests/test_sim_*.py)
+# entropy-regularised NPG bandit contraction z_t − r/τ = (1 − ητ)^t (z_0 − r/τ), theory.md §4.15 (1e-9 relative)
+SIM_CONTRACTION_RTOL = 1e-9
+# exact-PG bandit Θ(1/t) (theory.md §4.17): t·gap_t at the end of a run is at least this fraction of its
+# value at mid-run (an exponential rate would drive the ratio to ~0; Θ(1/t) keeps it near 1)
+SIM_MEI_TAIL_RATIO = 0.5

@@ -14,6 +14,8 @@ from .entropy_dynamics import (
     second_order_entropy_change,
 )
 from .kl import categorical_kl
+from .law import LawFit, fit_entropy_law, law_predict
+from .law_extrapolation import compare_forms, fit_size_scaling, predict_from_early
 from .softmax import entropy, log_policy, policy_covariance
 from .updates import (
     entropy_regularized_npg_logit_step,
@@ -26,7 +28,9 @@ from .updates import (
 )
 
 __all__ = [
+    "LawFit",
     "categorical_kl",
+    "compare_forms",
     "covariance_decomposition",
     "entropy",
     "entropy_change",
@@ -35,11 +39,15 @@ __all__ = [
     "expected_sampled_entropy_change",
     "first_order_entropy_change",
     "first_order_error_bound",
+    "fit_entropy_law",
+    "fit_size_scaling",
+    "law_predict",
     "log_policy",
     "log_prob_change_norm_sq",
     "npg_logit_step",
     "pg_logit_step",
     "policy_covariance",
+    "predict_from_early",
     "predicted_entropy_change",
     "sample_entropy_contribution",
     "sampled_logit_step",

@@ -1,0 +1,327 @@
+"""Read (step, H, R) series from training logs: this package's JSONL metrics, CSV exports, TensorBoard.
+
+Entropy and validation score are usually logged at different steps (the paper validates every 4
+rollout steps, Cui et al. 2025 §2.2). Every reader therefore collects the two series separately and
+:func:`align_to_preceding` pairs each score with the entropy logged at the nearest step at or before
+it; scores logged before the first entropy value are dropped. The result says whether any pairing
+was not at the same step, so callers can report it.
+
+Formats (auto-detected by :func:`read_run_log`):
+  jsonl        one JSON object per line with an integer "step" key and flat namespaced metric keys
+               (``{"step": 40, "entropy/train": 0.61, "val/acc": 0.33}``); a line may carry only some keys.
+  csv          a header row; step column "step", falling back to wandb's "_step"; empty cells are missing.
+  tensorboard  an event file (name contains "tfevents") or a directory holding them, read with
+               ``tensorboard``'s EventAccumulator (scalar summaries, or tensor summaries of one value).
+
+Repeated steps of one key (e.g. a resumed run) keep the value read last.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_ENTROPY_KEY",
+    "DEFAULT_SCORE_KEY",
+    "RunSeries",
+    "align_to_preceding",
+    "detect_format",
+    "read_csv",
+    "read_jsonl",
+    "read_run_log",
+    "read_tensorboard",
+]
+
+DEFAULT_ENTROPY_KEY = "entropy/train"
+DEFAULT_SCORE_KEY = "val/acc"
+DEFAULT_STEP_KEYS = ("step", "_step")
+FORMATS = ("jsonl", "csv", "tensorboard")
+
+
+@dataclass(frozen=True)
+class RunSeries:
+    """Aligned series of one log: row i is (step[i], H[i], R[i])."""
+
+    path: str
+    format: str
+    entropy_key: str
+    score_key: str
+    step: np.ndarray
+    """int64 [n], the steps at which the score was logged (ascending)"""
+    H: np.ndarray
+    """float64 [n], entropy paired with each score"""
+    R: np.ndarray
+    """float64 [n], score"""
+    entropy_step: np.ndarray
+    """int64 [n], the step the paired entropy was logged at (≤ step)"""
+    n_shifted: int
+    """rows whose entropy comes from an earlier step than their score"""
+    n_unmatched: int
+    """scores dropped because no entropy was logged at or before their step"""
+    aligned: bool
+    """True when entropy and score were not logged at the same steps (n_shifted + n_unmatched > 0)"""
+
+    def alignment_note(self) -> str | None:
+        """One sentence describing the alignment, or None if every pair shares its step."""
+        if not self.aligned:
+            return None
+        parts = []
+        if self.n_shifted:
+            parts.append(f"{self.n_shifted} of {self.step.size} scores paired with the entropy of the "
+                         "nearest preceding step")
+        if self.n_unmatched:
+            parts.append(f"{self.n_unmatched} scores before the first entropy value dropped")
+        return f"{self.path}: '{self.score_key}' and '{self.entropy_key}' are logged at different steps; " \
+               + "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- alignment
+
+def _dedupe(steps: list[int], values: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Sort by step, keeping the value read last for a repeated step."""
+    last: dict[int, float] = {}
+    for s, v in zip(steps, values):
+        last[s] = v
+    st = np.array(sorted(last), dtype=np.int64)
+    return st, np.array([last[s] for s in st.tolist()], dtype=np.float64)
+
+
+def align_to_preceding(entropy_steps, entropy, score_steps, score):
+    """Pairs each score with the entropy at the nearest step s_H ≤ s_R.
+
+    For score step s: H(s) = entropy[j*], j* = argmax{ entropy_steps[j] : entropy_steps[j] ≤ s }.
+    Both series are first sorted by step, a repeated step keeping its last value.
+
+    Args:
+      entropy_steps, entropy: entropy log, shapes [m] (integer steps) and [m].
+      score_steps, score: score log, shapes [k] and [k].
+    Returns:
+      (step [n], H [n], R [n], entropy_step [n], n_unmatched) with n = k − n_unmatched; scores before
+      the first entropy step are dropped and counted in n_unmatched.
+    Raises:
+      ValueError: mismatched lengths.
+    """
+    es, ev, ss, sv = (list(x) for x in (entropy_steps, entropy, score_steps, score))
+    if len(es) != len(ev) or len(ss) != len(sv):
+        raise ValueError("each step list must have the same length as its value list")
+    es_a, ev_a = _dedupe([int(s) for s in es], ev)
+    ss_a, sv_a = _dedupe([int(s) for s in ss], sv)
+    j = np.searchsorted(es_a, ss_a, side="right") - 1  # index of the last entropy step ≤ score step
+    ok = j >= 0
+    j = j[ok]
+    return ss_a[ok], ev_a[j], sv_a[ok], es_a[j], int((~ok).sum())
+
+
+def _series(path, fmt, ek, sk, e_steps, e_vals, s_steps, s_vals) -> RunSeries:
+    if not e_steps:
+        raise ValueError(f"{path}: no values of entropy key '{ek}'")
+    if not s_steps:
+        raise ValueError(f"{path}: no values of score key '{sk}'")
+    step, H, R, hstep, n_un = align_to_preceding(e_steps, e_vals, s_steps, s_vals)
+    if step.size == 0:
+        raise ValueError(f"{path}: every '{sk}' value precedes the first '{ek}' value; nothing to pair")
+    n_shift = int((hstep != step).sum())
+    return RunSeries(str(path), fmt, ek, sk, step, H, R, hstep, n_shift, n_un, n_shift + n_un > 0)
+
+
+def _missing_key(path, kind: str, key: str, available) -> ValueError:
+    avail = sorted(available)
+    shown = ", ".join(repr(a) for a in avail[:20]) + (" ..." if len(avail) > 20 else "")
+    return ValueError(f"{path}: {kind} '{key}' not found; available: {shown or 'none'}")
+
+
+def _to_float(v, where: str) -> float | None:
+    """None for a missing value; float otherwise (NaN kept, so the law fit reports dropped rows)."""
+    if v is None or (isinstance(v, str) and v.strip() == ""):
+        return None
+    if isinstance(v, bool):
+        raise ValueError(f"{where}: expected a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected a number, got {v!r}") from None
+
+
+def _to_step(v, where: str) -> int:
+    f = _to_float(v, where)
+    if f is None or not math.isfinite(f) or f != int(f):
+        raise ValueError(f"{where}: step must be an integer, got {v!r}")
+    return int(f)
+
+
+# ----------------------------------------------------------------------------- readers
+
+def read_jsonl(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str = DEFAULT_SCORE_KEY,
+               step_key: str = "step") -> RunSeries:
+    """Reads this package's JSONL run metrics (one JSON object per line with an integer ``step_key``).
+
+    A final line that does not parse (a run killed mid-write) is skipped with a warning; any other
+    malformed line raises ``ValueError`` naming file and line.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    e_st, e_v, s_st, s_v = [], [], [], []
+    seen: set[str] = set()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        where = f"{path}:{i + 1}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            if i == last:
+                warnings.warn(f"{where}: ignoring the truncated final line ({err.msg})", stacklevel=2)
+                continue
+            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        seen.update(rec)
+        has_e, has_s = rec.get(entropy_key) is not None, rec.get(score_key) is not None
+        if not (has_e or has_s):
+            continue
+        if step_key not in rec:
+            raise ValueError(f"{where}: record has no '{step_key}' key")
+        step = _to_step(rec[step_key], where)
+        if has_e:
+            e_st.append(step)
+            e_v.append(_to_float(rec[entropy_key], where))
+        if has_s:
+            s_st.append(step)
+            s_v.append(_to_float(rec[score_key], where))
+    for key, vals, kind in ((entropy_key, e_st, "entropy key"), (score_key, s_st, "score key")):
+        if not vals and key not in seen:
+            raise _missing_key(path, kind, key, seen - {step_key})
+    return _series(path, "jsonl", entropy_key, score_key, e_st, e_v, s_st, s_v)
+
+
+def read_csv(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str = DEFAULT_SCORE_KEY,
+             step_key: str | None = None) -> RunSeries:
+    """Reads a CSV with a header row (e.g. a wandb export). ``step_key=None`` tries "step", then "_step"."""
+    path = Path(path)
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        if step_key is None:
+            step_key = next((k for k in DEFAULT_STEP_KEYS if k in cols), None)
+            if step_key is None:
+                raise _missing_key(path, "step column (tried 'step', '_step')", "step", cols)
+        for key, kind in ((step_key, "step column"), (entropy_key, "entropy column"),
+                          (score_key, "score column")):
+            if key not in cols:
+                raise _missing_key(path, kind, key, cols)
+        e_st, e_v, s_st, s_v = [], [], [], []
+        for i, row in enumerate(reader, start=2):
+            where = f"{path}:{i}"
+            e, s = _to_float(row[entropy_key], where), _to_float(row[score_key], where)
+            if e is None and s is None:
+                continue
+            step = _to_step(row[step_key], where)
+            if e is not None:
+                e_st.append(step)
+                e_v.append(e)
+            if s is not None:
+                s_st.append(step)
+                s_v.append(s)
+    return _series(path, "csv", entropy_key, score_key, e_st, e_v, s_st, s_v)
+
+
+def read_tensorboard(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY,
+                     score_key: str = DEFAULT_SCORE_KEY) -> RunSeries:
+    """Reads scalar tags from a TensorBoard event file or directory (``tensorboard``'s EventAccumulator)."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from tensorboard.util import tensor_util
+    except ImportError as err:
+        raise ImportError("reading TensorBoard logs needs the 'tensorboard' package: "
+                          "pip install 'entropy-mechanism[logs]' (or pip install tensorboard)") from err
+    path = Path(path)
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    scalars, tensors = set(tags.get("scalars", [])), set(tags.get("tensors", []))
+
+    def events(key: str, kind: str):
+        if key in scalars:
+            evs = acc.Scalars(key)
+            return [e.step for e in evs], [float(e.value) for e in evs]
+        if key in tensors:
+            evs = acc.Tensors(key)
+            vals = [np.asarray(tensor_util.make_ndarray(e.tensor_proto)).reshape(-1)[0] for e in evs]
+            return [e.step for e in evs], [float(v) for v in vals]
+        raise _missing_key(path, kind, key, scalars | tensors)
+
+    e_st, e_v = events(entropy_key, "entropy tag")
+    s_st, s_v = events(score_key, "score tag")
+    return _series(path, "tensorboard", entropy_key, score_key, e_st, e_v, s_st, s_v)
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+def detect_format(path) -> tuple[str, Path]:
+    """Returns (format, file or directory to read) for a log path.
+
+    Files: ``.jsonl``/``.ndjson`` -> jsonl, ``.csv`` -> csv, a name containing "tfevents" -> tensorboard.
+    Directories: ``metrics.jsonl`` if present, else a single ``*.jsonl``, else event files -> the
+    directory itself, else a single ``*.csv``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or directory")
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith((".jsonl", ".ndjson")):
+            return "jsonl", path
+        if name.endswith(".csv"):
+            return "csv", path
+        if "tfevents" in name:
+            return "tensorboard", path
+        raise ValueError(f"{path}: cannot tell the log format from the name (expected .jsonl, .csv or a "
+                         "TensorBoard 'events.out.tfevents.*' file); pass the format explicitly")
+    if (path / "metrics.jsonl").is_file():
+        return "jsonl", path / "metrics.jsonl"
+    jsonl = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".jsonl", ".ndjson"))
+    if len(jsonl) == 1:
+        return "jsonl", jsonl[0]
+    if any("tfevents" in p.name for p in path.iterdir() if p.is_file()):
+        return "tensorboard", path
+    csvs = sorted(p for p in path.glob("*.csv") if p.is_file())
+    if len(csvs) == 1 and not jsonl:
+        return "csv", csvs[0]
+    found = [p.name for p in jsonl + csvs]
+    raise ValueError(f"{path}: directory holds no single recognisable log (metrics.jsonl, one *.jsonl, "
+                     f"TensorBoard event files, or one *.csv); found {found or 'none of those'}")
+
+
+def read_run_log(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str = DEFAULT_SCORE_KEY,
+                 step_key: str | None = None, fmt: str = "auto") -> RunSeries:
+    """Reads one log into aligned (step, H, R) with the reader chosen by ``fmt`` or :func:`detect_format`.
+
+    Args:
+      path: file or directory.
+      entropy_key, score_key: metric key / CSV column / TensorBoard tag names.
+      step_key: JSONL step key (default "step") or CSV step column (default "step", then "_step");
+        ignored for TensorBoard, which stores steps itself.
+      fmt: "auto", "jsonl", "csv" or "tensorboard".
+    """
+    if fmt == "auto":
+        fmt, target = detect_format(path)
+    elif fmt in FORMATS:
+        target = Path(path)
+        if not target.exists():
+            raise ValueError(f"{target}: no such file or directory")
+    else:
+        raise ValueError(f"unknown log format {fmt!r}; choose auto, {', '.join(FORMATS)}")
+    keys = dict(entropy_key=entropy_key, score_key=score_key)
+    if fmt == "jsonl":
+        return read_jsonl(target, step_key=step_key or "step", **keys)
+    if fmt == "csv":
+        return read_csv(target, step_key=step_key, **keys)
+    return read_tensorboard(target, **keys)
