@@ -4,6 +4,7 @@ Every function takes ``logits`` with any leading batch dims and the actions on t
 ``-inf`` logits are masked actions. ``theory`` imports nothing else from this package.
 """
 
+from .aggregation import AGG_MODES, AggMode, aggregate, global_counts, masked_mean, masked_sum
 from .covariance import covariance_decomposition, token_covariance
 from .entropy_dynamics import (
     entropy_change,
@@ -16,6 +17,23 @@ from .entropy_dynamics import (
 from .kl import categorical_kl
 from .law import LawFit, fit_entropy_law, law_predict
 from .law_extrapolation import compare_forms, fit_size_scaling, predict_from_early
+from .objectives import (
+    KNOWN_OBJECTIVES,
+    METRIC_DESCRIPTIONS,
+    OBJECTIVES,
+    CovStats,
+    ObjectiveName,
+    clip_cov,
+    clip_higher,
+    compute_cov_stats,
+    entropy_bonus,
+    get_objective,
+    kl_cov,
+    ppo_clip,
+    reference_kl,
+    register_objective,
+    vanilla_pg,
+)
 from .softmax import entropy, log_policy, policy_covariance
 from .updates import (
     entropy_regularized_npg_logit_step,
@@ -53,4 +71,27 @@ __all__ = [
     "sampled_logit_step",
     "second_order_entropy_change",
     "token_covariance",
+    # aggregation (theory.aggregation)
+    "AGG_MODES",
+    "AggMode",
+    "aggregate",
+    "global_counts",
+    "masked_mean",
+    "masked_sum",
+    # token-level objectives (theory.objectives)
+    "CovStats",
+    "KNOWN_OBJECTIVES",
+    "METRIC_DESCRIPTIONS",
+    "OBJECTIVES",
+    "ObjectiveName",
+    "clip_cov",
+    "clip_higher",
+    "compute_cov_stats",
+    "entropy_bonus",
+    "get_objective",
+    "kl_cov",
+    "ppo_clip",
+    "reference_kl",
+    "register_objective",
+    "vanilla_pg",
 ]

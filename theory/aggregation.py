@@ -122,7 +122,9 @@ def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] |
     return z.sum() if dim is None else z.sum(dim=dim)
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+def masked_mean(
+    x: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None
+) -> torch.Tensor:
     """Σ_i M_i x_i / Σ_i M_i over ``dim`` (all axes if ``None``); 0 where nothing is unmasked.
 
     Args:
