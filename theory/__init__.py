@@ -9,6 +9,7 @@ from .covariance import covariance_decomposition, token_covariance
 from .entropy_dynamics import (
     entropy_change,
     entropy_gradient,
+    entropy_step_report,
     first_order_entropy_change,
     first_order_error_bound,
     log_prob_change_norm_sq,
@@ -53,6 +54,7 @@ __all__ = [
     "entropy",
     "entropy_change",
     "entropy_gradient",
+    "entropy_step_report",
     "entropy_regularized_npg_logit_step",
     "expected_sampled_entropy_change",
     "first_order_entropy_change",

@@ -16,6 +16,13 @@ def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+def _value_checks_pass(x: torch.Tensor, allow_neg_inf: bool) -> bool:
+    """One fused pass: no NaN and no +inf (and no -inf unless allowed). NaN fails every comparison."""
+    inf = float("inf")
+    ok = (x < inf) if allow_neg_inf else (x.abs() < inf)
+    return bool(ok.all())
+
+
 def check_float_tensor(x, name: str, *, min_dim: int = 0, allow_neg_inf: bool = False) -> torch.Tensor:
     """Return ``x`` if it is a floating tensor of rank >= ``min_dim`` with no NaN (and no inf,
     except ``-inf`` when ``allow_neg_inf``); raise ``ValueError`` otherwise."""
@@ -25,12 +32,11 @@ def check_float_tensor(x, name: str, *, min_dim: int = 0, allow_neg_inf: bool = 
         raise ValueError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), got {x.dtype}")
     if x.dim() < min_dim:
         raise ValueError(f"{name} must have at least {min_dim} dimension(s), got shape {tuple(x.shape)}")
-    if torch.isnan(x).any():
-        raise ValueError(f"{name} contains NaN")
-    if allow_neg_inf:
-        if torch.isposinf(x).any():
+    if x.numel() and not _value_checks_pass(x, allow_neg_inf):
+        if torch.isnan(x).any():
+            raise ValueError(f"{name} contains NaN")
+        if allow_neg_inf:
             raise ValueError(f"{name} contains +inf (only -inf is allowed, meaning a masked action)")
-    elif torch.isinf(x).any():
         raise ValueError(f"{name} contains inf")
     return x
 
@@ -41,7 +47,7 @@ def check_logits(logits, name: str = "logits") -> torch.Tensor:
     check_float_tensor(logits, name, min_dim=1, allow_neg_inf=True)
     if logits.shape[-1] < 1:
         raise ValueError(f"{name} has an empty action axis (shape {tuple(logits.shape)})")
-    if logits.numel() and torch.isneginf(logits).all(dim=-1).any():
+    if logits.numel() and bool((logits.amax(dim=-1) == float("-inf")).any()):
         raise ValueError(f"{name} has a row in which every action is masked (-inf); entropy is undefined")
     return logits
 

@@ -21,20 +21,22 @@ def _prepare(logits: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor,
 
 def _log_policy(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(log pi with masked entries set to 0, pi, unmasked-mask) for validated logits ``z``."""
-    valid = ~torch.isneginf(z)
+    valid = z > float("-inf")
     ell = torch.log_softmax(z, dim=-1)  # z - logsumexp(z); stable for |z| up to float max
-    ell = torch.where(valid, ell, torch.zeros_like(ell))
-    pi = torch.where(valid, ell.exp(), torch.zeros_like(ell))
-    return ell, pi, valid
+    pi = ell.exp()  # exactly 0 at masked actions (exp(-inf))
+    return _zero_masked(ell, valid), pi, valid
 
 
 def _expect(pi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """E_pi[x] over the last axis; ``x`` must already be zero (finite) at masked actions."""
-    return (pi * x).sum(-1)
+    """E_pi[x] over the last axis; ``x`` must already be zero (finite) at masked actions.
+
+    Equals ``(pi * x).sum(-1)``; ``vecdot`` is one fused kernel (several times faster on CPU)."""
+    return torch.linalg.vecdot(pi, x)
 
 
 def _zero_masked(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    return torch.where(valid, x, torch.zeros_like(x))
+    # the check costs one boolean reduction; the fill a full copy, skipped in the common unmasked case
+    return x if bool(valid.all()) else x.masked_fill(~valid, 0.0)
 
 
 def log_policy(logits: torch.Tensor) -> torch.Tensor:

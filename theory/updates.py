@@ -66,6 +66,10 @@ def pg_logit_step(logits: torch.Tensor, advantages: torch.Tensor, lr: float, cen
       ``[..., n]`` logit increment (0 at masked actions).
     """
     z, a, ell, pi, valid, lr = _per_action(logits, advantages, lr)
+    return _pg_step(pi, a, lr, centered)
+
+
+def _pg_step(pi: torch.Tensor, a: torch.Tensor, lr: float, centered: bool) -> torch.Tensor:
     if centered:
         a = a - _expect(pi, a).unsqueeze(-1)
     return lr * pi * a
@@ -137,15 +141,11 @@ def predicted_entropy_change(
     Returns:
       ``[...]``.
     """
-    if rule == "pg":
-        step = pg_logit_step(logits, advantages, lr, centered=centered)
-    elif rule == "npg":
-        step = npg_logit_step(logits, advantages, lr)
-    else:
+    if rule not in ("pg", "npg"):
         raise ValueError(f"unknown rule {rule!r}; choose 'pg' or 'npg'")
-    z, s = _prepare(logits, step)
-    ell, pi, valid = _log_policy(z)
-    return -_centered_cov(pi, ell, s)
+    z, a, ell, pi, valid, lr = _per_action(logits, advantages, lr)
+    step = _pg_step(pi, a, lr, centered) if rule == "pg" else lr * a
+    return -_centered_cov(pi, ell, step)
 
 
 def _discriminator(ell: torch.Tensor, pi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
