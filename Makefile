@@ -6,7 +6,7 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install reproduce test test-all bench clean
+.PHONY: install reproduce reproduce-full test test-all bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# The main job. Until `entropy-mech reproduce` lands (issue 7) it verifies every theorem numerically
-# and symbolically.
+# The main job: verify the theorems, run the quick experiment plan (resumable), draw the figures and
+# write reproduce-quick/report.md. `make reproduce-full` runs the full plan (about an hour).
 reproduce: $(STAMP)
-	$(VENV)/bin/entropy-mech verify --symbolic
+	$(VENV)/bin/entropy-mech reproduce --profile quick --out reproduce-quick
+
+reproduce-full: $(STAMP)
+	$(VENV)/bin/entropy-mech reproduce --profile full --out reproduce-full
 
 test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)

@@ -1,0 +1,121 @@
+"""Covariance vs entropy change, covariance by prompt accuracy, and the token-covariance distribution
+(Cui et al. 2025, Theorem 1/2 check of §3.3: Fig. 8 left and right; Table 1; Eq. 10).
+
+* Fig. 8 left: Cov (paper Eq. 10 batch mean: ``cov/batch_mean`` of an LLM run, ``cov_eq10`` of a
+  simulator run) and −ΔH per step, smoothed, with their Pearson correlation.
+* Fig. 8 right: covariance by prompt accuracy. The LLM trainer logs only the batch mean, so this uses
+  simulator tabular-LM GRPO runs, where each of the B instances is one prompt with one group of G
+  responses per step: its group accuracy (``sampled_reward``) and covariance (``cov_eq10``) per step.
+* Table 1: mean Eq. 10 covariance of the top 0.02/0.2/2/20/50% tokens and of all tokens at the first
+  update. The trainer does not save per-token covariances, so it is computed on the first GRPO batch of
+  a tabular-LM simulator with random initial logits (``simulators`` entry points, seeded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from theory import token_covariance
+
+from .runs import load_many, smooth
+from .style import color, new_figure, save_figure
+
+TOP_PERCENT = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
+"""Table 1 groups (percent of tokens by covariance, largest first; 100 = all)"""
+ACC_BINS = {"low (acc <= 0.25)": (0.0, 0.25), "mid (0.375-0.625)": (0.3, 0.65), "high (acc >= 0.75)": (0.7, 0.99)}
+"""group-accuracy bins standing in for the paper's 0.125 / 0.5 / 0.875 groups (all-0 and all-1 groups
+have no covariance and are left out)"""
+
+
+def _pearson(x, y) -> float:
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3 or np.std(x[keep]) == 0 or np.std(y[keep]) == 0:
+        return float("nan")
+    return float(np.corrcoef(x[keep], y[keep])[0, 1])
+
+
+def cov_dh_data(curves, width: int = 9) -> dict:
+    """Per run: step, smoothed Cov and −ΔH, their Pearson r and the share of steps with Cov > 0."""
+    runs = []
+    for c in curves:
+        if not np.isfinite(c.cov).any():
+            continue
+        cov_s, mdh_s = smooth(c.cov, width), smooth(-c.dH, width)
+        runs.append({"label": c.label, "kind": c.kind, "step": c.step, "cov": cov_s, "neg_dH": mdh_s,
+                     "pearson": _pearson(cov_s, mdh_s), "pearson_raw": _pearson(c.cov, -c.dH),
+                     "cov_positive_share": float(np.mean(cov_s[np.isfinite(cov_s)] > 0))})
+    return {"runs": runs}
+
+
+def accuracy_group_data(curves, width: int = 9) -> dict:
+    """Mean covariance per step in each :data:`ACC_BINS` bin over the instances of simulator GRPO runs."""
+    sims = [c for c in curves if c.kind == "sim" and "sampled_reward" in c.arrays
+            and np.isfinite(c.arrays["cov_eq10"]).any()]
+    out = {"bins": {}, "n_runs": len(sims)}
+    if not sims:
+        return out
+    acc = np.concatenate([c.arrays["sampled_reward"] for c in sims], axis=1)  # [steps, B total]
+    cov = np.concatenate([c.arrays["cov_eq10"] for c in sims], axis=1)
+    for name, (lo, hi) in ACC_BINS.items():
+        m = (acc >= lo) & (acc <= hi) & (acc > 0) & (acc < 1)
+        with np.errstate(invalid="ignore"):
+            per_step = np.where(m.sum(1) > 0, (cov * m).sum(1) / np.maximum(m.sum(1), 1), np.nan)
+        out["bins"][name] = {"step": np.arange(acc.shape[0]), "cov": smooth(per_step, width),
+                             "mean": float(np.nansum(cov * m) / max(m.sum(), 1)), "n": int(m.sum())}
+    return out
+
+
+def covariance_percentiles(seed: int = 0, vocab: int = 8, horizon: int = 4, samples: int = 16,
+                           instances: int = 64, init_scale: float = 1.0) -> dict:
+    """Table 1 analogue: mean per-token Eq. 10 covariance of the top-p% tokens at the first GRPO batch.
+
+    Covariances are centred per instance (one prompt's batch, as in the paper's per-batch Eq. 10),
+    then pooled over instances and sorted. Returns ``{"top_percent", "mean_cov", "n_tokens", "config"}``.
+    """
+    from simulators.config import SimConfig
+    from simulators.rules import make_rule
+    from simulators.run import initial_logits
+    from simulators.worlds import make_world
+
+    cfg = SimConfig(world="tabular_lm", rule="grpo", objective="ppo_clip", vocab=vocab, horizon=horizon,
+                    samples=samples, instances=instances, init="random", init_scale=init_scale, seed=seed,
+                    steps=1, lr=0.05, optimizer="adam")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    world = make_world(cfg, gen)
+    z = initial_logits(cfg, world.n_states, world.n_actions, gen)
+    res = make_rule(cfg, world, z, gen).step(z, world.exact(z))
+    vals = []
+    for b in range(res.old_log_prob.shape[0]):
+        cov = token_covariance(res.old_log_prob[b], res.token_adv[b], res.batch.mask[b])
+        vals.append(cov[res.batch.mask[b].bool()].detach().cpu().numpy())
+    v = np.sort(np.concatenate(vals))[::-1]
+    means = [float(v[: max(1, int(round(p / 100 * v.size)))].mean()) for p in TOP_PERCENT]
+    return {"top_percent": np.array(TOP_PERCENT), "mean_cov": np.array(means), "n_tokens": int(v.size),
+            "config": cfg.to_dict()}
+
+
+def plot_covariance(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
+    """Draw Fig. 8 left (Cov and −ΔH vs step, twin axes) and right (Cov by accuracy group)."""
+    curves = load_many(run_dirs)
+    data = {"cov_dh": cov_dh_data(curves), "by_accuracy": accuracy_group_data(curves)}
+    fig, (ax, ax_g) = new_figure(2, width=4.6)
+    twin = ax.twinx()
+    for i, r in enumerate(data["cov_dh"]["runs"]):
+        ax.plot(r["step"], r["cov"], color=color(i), lw=1.2, label=f"{r['label']} (r={r['pearson']:.2f})")
+        twin.plot(r["step"], r["neg_dH"], color=color(i), lw=1, ls="--")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set(xlabel="step", ylabel="Cov (Eq. 10) [solid]", title="Cov and -dH (Fig. 8 left)")
+    twin.set_ylabel("-dH per step [dashed]")
+    if data["cov_dh"]["runs"]:
+        ax.legend(fontsize=6)
+    for i, (name, b) in enumerate(data["by_accuracy"]["bins"].items()):
+        ax_g.plot(b["step"], b["cov"], color=color(i), label=name)
+    ax_g.axhline(0, color="grey", lw=0.6)
+    ax_g.set(xlabel="step", ylabel="Cov", title="Cov by prompt acc. (sim, Fig. 8 right)")
+    if data["by_accuracy"]["bins"]:
+        ax_g.legend(fontsize=7)
+    data["files"] = save_figure(fig, out_stem, pdf)
+    return data

@@ -1,0 +1,187 @@
+"""The experiment runner (reuse / resume), the plans, the report and the two CLIs."""
+
+import json
+import sys
+
+import pytest
+
+from figures._fixtures import write_llm_run, write_sim_lm, write_sim_pg
+from figures.claims import FAILS, HOLDS, NA, PARTLY, claim_rows, grade
+from figures.cli import main
+from figures.draw import draw_all
+from figures.experiments import MODEL_PLACEHOLDER, Spec, check_plan, execute, is_done, run_dir, spec_hash
+from figures.plans import plan
+from figures.report import write_report
+from figures.reproduce import reproduce
+
+FAKE_CLI = """
+import json, pathlib, sys
+argv = sys.argv[1:]
+log = pathlib.Path({log!r})
+log.write_text(log.read_text() + " ".join(argv) + "\\n" if log.exists() else " ".join(argv) + "\\n")
+if "--fail" in argv:
+    sys.exit(3)
+if argv[0] == "pretrain":
+    print(json.dumps({{"model": {model!r}, "cached": False, "val": {{}}}}))
+"""
+
+
+@pytest.fixture
+def fake_cli(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    script = tmp_path / "fake.py"
+    log = tmp_path / "calls.txt"
+    script.write_text(FAKE_CLI.format(log=str(log), model=str(model)))
+    return [sys.executable, str(script)], log, model
+
+
+def _specs():
+    return [Spec("pre", "pretrain", ("--task", "arithmetic")),
+            Spec("t1", "train", ("--model", MODEL_PLACEHOLDER, "--steps", "3"), needs="pre"),
+            Spec("s1", "simulate", ("--steps", "2"))]
+
+
+def test_spec_validation_and_hash():
+    with pytest.raises(ValueError, match="unknown spec kind"):
+        Spec("x", "nope", ())
+    with pytest.raises(ValueError, match="--out"):
+        Spec("x", "simulate", ("--out", "d"))
+    with pytest.raises(ValueError, match="exactly when needs"):
+        Spec("x", "train", ("--model", MODEL_PLACEHOLDER))
+    with pytest.raises(ValueError, match="duplicate"):
+        check_plan([Spec("a", "simulate", ()), Spec("a", "simulate", ())])
+    with pytest.raises(ValueError, match="not a pretrain spec"):
+        check_plan([Spec("t", "train", (MODEL_PLACEHOLDER,), needs="missing")])
+    by = check_plan(_specs())
+    h = spec_hash(by["t1"], by)
+    by2 = check_plan([Spec("pre", "pretrain", ("--task", "countdown")), *_specs()[1:]])
+    assert spec_hash(by2["t1"], by2) != h  # a different warm start changes the train run's hash
+
+
+def test_finished_specs_are_not_rerun(tmp_path, fake_cli):
+    cli, log, model = fake_cli
+    specs = _specs()
+    res = execute(specs, tmp_path / "out", jobs=2, progress=False, cli=cli)
+    assert all(r["ok"] and not r["skipped"] for r in res)
+    calls = log.read_text().splitlines()
+    assert len(calls) == 3 and any(str(model) in c for c in calls if c.startswith("train"))
+    by = check_plan(specs)
+    assert all(is_done(s, tmp_path / "out", by) for s in specs)
+    res = execute(specs, tmp_path / "out", jobs=2, progress=False, cli=cli)
+    assert all(r["skipped"] for r in res) and len(log.read_text().splitlines()) == 3
+    # a killed run (no DONE.json) is wiped and rerun; the others are kept
+    d = run_dir(specs[2], tmp_path / "out", by)
+    (d / "DONE.json").unlink()
+    (d / "partial.txt").write_text("half")
+    res = execute(specs, tmp_path / "out", jobs=1, progress=False, cli=cli)
+    assert [r["skipped"] for r in res] == [True, True, False] and not (d / "partial.txt").exists()
+    assert len(log.read_text().splitlines()) == 4
+
+
+def test_failures_are_reported_and_dependants_skipped(tmp_path, fake_cli):
+    cli, log, _ = fake_cli
+    specs = [Spec("pre", "pretrain", ("--fail",)), Spec("t1", "train", (MODEL_PLACEHOLDER,), needs="pre")]
+    res = execute(specs, tmp_path, progress=False, cli=cli)
+    assert [r["ok"] for r in res] == [False, False] and "pre failed" in res[1]["error"]
+    assert len(log.read_text().splitlines()) == 1
+
+
+def test_plans_are_valid():
+    for profile in ("quick", "full"):
+        specs = plan(profile)
+        check_plan(specs)
+        assert {s.kind for s in specs} == {"pretrain", "train", "simulate"}
+    quick = plan("quick")
+    assert sum(s.est_s for s in quick) / 2 < 8 * 60  # two workers, leaving room for drawing and verify
+    assert sum(s.est_s for s in plan("full")) / 2 < 100 * 60
+    with pytest.raises(ValueError, match="unknown profile"):
+        plan("medium")
+
+
+def test_grade():
+    assert grade(0.9, lambda x: x > 0.8, lambda x: x > 0.5) == HOLDS
+    assert grade(0.6, lambda x: x > 0.8, lambda x: x > 0.5) == PARTLY
+    assert grade(0.1, lambda x: x > 0.8, lambda x: x > 0.5) == FAILS
+    assert grade(float("nan"), lambda x: True, lambda x: True) == NA
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("r")
+    dirs = [write_llm_run(root / f"g{s}", seed=s, size_name="m96", tags={"group": "methods"}) for s in (0, 1)]
+    dirs += [write_llm_run(root / f"k{s}", objective="kl_cov", seed=s, h_end=0.5, b=0.95, size_name="m96")
+             for s in (0, 1)]
+    dirs += [write_llm_run(root / "e", entropy_coef=0.01, h_end=1.5, size_name="m96",
+                           tags={"group": "sweep", "sweep": "entropy_coef", "value": 0.01})]
+    dirs += [write_sim_lm(root / "sim"), write_sim_pg(root / "pg1", 0.01), write_sim_pg(root / "pg2", 0.1)]
+    out = root / "figs"
+    return draw_all(dirs, out), out, dirs
+
+
+def test_draw_all_selects_runs(drawn):
+    results, out, _ = drawn
+    for name in ("collapse", "collapse_t1", "law", "law_t1", "prediction", "covariance", "methods", "sweep_entropy_coef", "theory",
+                 "collapse_sim", "methods_sim"):
+        assert name in results, name
+        assert all(p.is_file() for p in results[name]["files"])
+    assert len(results["collapse"]["runs"]) == 2  # only plain GRPO runs
+    assert [v["value"] for v in results["sweep_entropy_coef"]["values"]] == [0.0, 0.01]
+    assert "sweep_ref_kl_coef" in results["skipped"]
+
+
+def test_claims_and_report(drawn, tmp_path):
+    results, _, _ = drawn
+    rows = {r[0]: r for r in claim_rows(results)}
+    assert rows["kl_cov keeps entropy above GRPO (LLM)"][4] == HOLDS
+    assert rows["R = -a exp(H) + b fits R vs H (LLM)"][4] == HOLDS
+    assert rows["a, b log-linear in model size (LLM)"][4] == NA
+    assert rows["GRPO raises the training reward (LLM; sanity check of the trainer)"][4] == HOLDS
+    assert rows["R = -a exp(H) + b fits R vs H, R = T=1 accuracy (LLM)"][4] == HOLDS
+    assert results["law_t1"]["groups"]["m96"]["b"] == pytest.approx(results["law"]["groups"]["m96"]["b"] - 0.05)
+    assert rows["entropy bonus is hard to tune: large coef explodes entropy (LLM)"][4] == HOLDS
+    path = write_report(tmp_path, results, profile="test")
+    text = path.read_text()
+    assert "## Claims" in text and "| kl_cov keeps entropy above GRPO (LLM)" in text
+    assert "Table 2 analogue" in text and "± " in text
+
+
+def test_figures_cli(drawn, tmp_path, capsys):
+    _, _, dirs = drawn
+    assert main(["figures", *map(str, dirs), "--out", str(tmp_path), "--only", "collapse", "methods"]) == 0
+    assert (tmp_path / "collapse.png").is_file() and not (tmp_path / "law.png").exists()
+    assert main(["figures", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_reproduce_end_to_end_on_simulators(tmp_path):
+    specs = [Spec("sim-lm-grpo", "simulate", ("--world", "tabular_lm", "--rule", "grpo", "--vocab", "3",
+                                               "--horizon", "2", "--steps", "15", "--instances", "8",
+                                               "--init", "random", "--optimizer", "adam", "--lr", "0.05")),
+             Spec("pg", "simulate", ("--world", "bandit", "--rule", "pg", "--init", "random", "--steps", "1"))]
+    res = reproduce("quick", tmp_path, progress=False, verify_instances=3, specs=specs, table1_instances=4)
+    assert all(r["ok"] for r in res["run_results"])
+    text = res["report"].read_text()
+    assert "entropy-mech simulate --world tabular_lm" in text and "PASS" in text
+    assert (tmp_path / "collapse_sim.png").is_file()
+    done = json.loads((run_dir(specs[0], tmp_path, check_plan(specs)) / "DONE.json").read_text())
+    assert done["wall_s"] > 0
+    again = reproduce("quick", tmp_path, progress=False, verify_instances=3, specs=specs, table1_instances=4)
+    assert all(r["skipped"] for r in again["run_results"])
+
+
+@pytest.mark.slow
+def test_reproduce_with_a_real_llm_run(tmp_path, monkeypatch):
+    """A warm start of 20 steps and a 4-step GRPO run through the real CLI feed the LLM figures."""
+    monkeypatch.setenv("ENTROPY_MECH_CACHE", str(tmp_path / "cache"))
+    specs = [Spec("pretrain-m32", "pretrain", ("--task", "arithmetic", "--steps", "20", "--n-val", "16",
+                                                "--model-size", "hidden_size=32", "--model-size", "num_layers=1")),
+             Spec("llm-grpo", "train", ("--task", "arithmetic", "--model", MODEL_PLACEHOLDER, "--steps", "4",
+                                        "--val-every", "1", "--n-val", "16", "--prompts-per-step", "4",
+                                        "--no-dynamic-sampling"), needs="pretrain-m32",
+                  tags={"size_name": "m32"})]
+    res = reproduce("quick", tmp_path / "out", progress=False, verify_instances=3, specs=specs, table1_instances=4)
+    assert all(r["ok"] for r in res["run_results"]), res["run_results"]
+    assert len(res["results"]["collapse"]["runs"]) == 1
+    assert res["results"]["methods"]["methods"]["grpo"]["entropy"]["step"].size == 4
