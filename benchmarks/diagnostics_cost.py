@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 
 import torch
 
-from theory.vocab_stats import default_chunk_rows, vocab_stats, vocab_stats_reference
+from theory.vocab_stats import default_chunk_rows, vocab_stats
 
 
 def _make(rows, vocab, device, seed=0, block=1):

@@ -1,5 +1,6 @@
 """Tasks, splits and verifiers of llm_rl (fast; hypothesis-fuzzed verifiers)."""
 
+import json
 import random
 from fractions import Fraction
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from llm_rl.tasks import TASKS, make_splits, make_task
 from llm_rl.verifiers import boxed_match, extract_boxed, extract_final_int, safe_eval
 
-TASK_NAMES = sorted(TASKS)
+TASK_NAMES = sorted(t for t in TASKS if t != "file")  # file-backed task tested below
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -97,3 +98,23 @@ def test_safe_eval_matches_python_arithmetic(a, b, c, ops):
     else:
         val = (a + b if ops[0] == "+" else a - b) + (c if ops[1] == "+" else -c)
     assert safe_eval(expr)[0] == val
+
+
+def test_prompt_file_task_jsonl(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": "What is 6*7?"}], "data_source": "toy",
+             "reward_model": {"ground_truth": "42"}},
+            {"prompt": "1+1?", "data_source": "toy", "reward_model": {"ground_truth": "2"}}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    task = make_task("file", train_path=str(path), val_path=str(path))
+    train, val = make_splits(task, 10, 1)
+    assert [p.prompt for p in train] == ["What is 6*7?", "1+1?"] and len(val) == 1
+    assert task.verify(train[0], r"so \boxed{42}") == 1.0 and task.verify(train[0], "42") == 0.0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"prompt": "x", "data_source": "toy"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl: row 1: missing 'reward_model.ground_truth'"):
+        make_splits(make_task("file", train_path=str(bad), val_path=str(path)), 5, 1)
+    with pytest.raises(ValueError, match="unsupported file type"):
+        make_splits(make_task("file", train_path=str(tmp_path / "x.csv"), val_path=str(path)), 5, 1) if (tmp_path / "x.csv").write_text("a") else None
+    with pytest.raises(ValueError, match="needs the knobs"):
+        make_task("file")

@@ -1,0 +1,60 @@
+"""``entropy-mech eval``: accuracy and entropy of a model on a task's validation split.
+
+Example::
+
+    entropy-mech eval --task arithmetic --model runs/grpo/model
+    entropy-mech eval --task arithmetic --run runs/grpo          # same, reads the run's config
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .cli_common import fail, parse_kv, quiet_transformers
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of ``entropy-mech eval``."""
+    from .tasks import TASKS
+
+    parser.add_argument("--task", help=f"task name: {', '.join(sorted(TASKS))} (default: the run's task)")
+    parser.add_argument("--knob", action="append", metavar="KEY=VALUE", help="task difficulty knob (repeatable)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="model directory (save_pretrained format)")
+    src.add_argument("--run", help="run directory written by `entropy-mech train` (uses RUN/model)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the splits")
+    parser.add_argument("--n-val", type=int, default=256, help="validation prompts")
+    parser.add_argument("--samples", type=int, default=4, help="samples per prompt for the sampled accuracy")
+    parser.add_argument("--temperature", type=float, default=0.6, help="temperature of the sampled accuracy")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
+
+def run(args) -> int:
+    """Print the validation metrics as JSON."""
+    quiet_transformers()
+    from .evaluate import evaluate
+    from .model import load_policy, resolve_device
+    from .tasks import make_splits, make_task
+
+    try:
+        task_name, knobs, split_seed, n_val = args.task, parse_kv(args.knob, "--knob"), args.split_seed, args.n_val
+        model_dir = args.model
+        if args.run:
+            cfg = json.loads((Path(args.run) / "config.json").read_text())["config"]
+            model_dir = str(Path(args.run) / "model")
+            task_name = task_name or cfg["data"]["task"]
+            knobs = knobs or cfg["data"]["task_knobs"]
+            split_seed, n_val = cfg["data"]["split_seed"], cfg["data"]["n_val"]
+        if not task_name:
+            raise ValueError("--task is required with --model")
+        task = make_task(task_name, **knobs)
+        _, val = make_splits(task, 1, n_val, split_seed)  # val is drawn first: independent of n_train
+        model, tok = load_policy(model_dir, device=resolve_device(args.device))
+        res = evaluate(model, tok, task, val, n_samples=args.samples, temperature=args.temperature, seed=args.seed)
+    except (ValueError, OSError) as err:
+        return fail("eval", err)
+    print(json.dumps({"model": model_dir, "task": task_name, **res}, indent=2))
+    return 0

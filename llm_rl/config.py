@@ -1,0 +1,198 @@
+"""Configuration of an RL run as dataclasses: every field documented in place, validated on creation.
+
+``TrainConfig`` nests one dataclass per concern (task/data, rollout, objective, optimisation, schedule of
+validation/checkpoints). The resolved config is written to ``<out>/config.json`` with the environment
+(``theory.runio.save_run_config``) at the start of every run, and ``from_dict`` rebuilds it on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from theory._checks import check_scalar
+
+from .tasks import TASKS, make_task
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+ADVANTAGE_ESTIMATORS = ("grpo", "drgrpo")
+REF_KL_ESTIMATORS = ("k1", "k2", "k3")
+#: keys the trainer adds next to the config in config.json (facts about the run, not settings)
+RUN_INFO_KEYS = ("objective_resolved", "world_size")
+
+
+def _pos_int(obj, *names):
+    for n in names:
+        v = getattr(obj, n)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{type(obj).__name__}.{n} must be a positive int, got {v!r}")
+
+
+def _choice(obj, name, choices):
+    v = getattr(obj, name)
+    if v not in choices:
+        raise ValueError(f"{type(obj).__name__}.{name}={v!r} is invalid; choose one of: {', '.join(choices)}")
+
+
+@dataclass
+class DataConfig:
+    """Which task and which fixed splits (must match the warm start's for a clean validation set)."""
+
+    task: str = "arithmetic"
+    """task name (llm_rl.tasks.TASKS)"""
+    task_knobs: dict = field(default_factory=dict)
+    """difficulty knobs for the task constructor"""
+    split_seed: int = 0
+    """seed of the fixed train/validation splits"""
+    n_train: int = 4000
+    """training prompts (iterated in a seeded shuffled order, epoch after epoch)"""
+    n_val: int = 256
+    """validation prompts"""
+
+    def __post_init__(self):
+        _choice(self, "task", sorted(TASKS))
+        make_task(self.task, **self.task_knobs)
+        _pos_int(self, "n_train", "n_val")
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling of the GRPO groups."""
+
+    prompts_per_step: int = 16
+    """groups per rollout step (before dynamic sampling)"""
+    group_size: int = 8
+    """responses per prompt (n in GRPO)"""
+    temperature: float = 1.0
+    """rollout sampling temperature (the paper uses 1)"""
+    max_new_tokens: int = 0
+    """response length cap; 0 = the task's own max_response_chars"""
+    dynamic_sampling: bool = True
+    """drop groups whose rewards are all equal and draw more prompts (DAPO-style)"""
+    max_sampling_rounds: int = 3
+    """dynamic sampling: at most this many rollout rounds per step (the batch may end up smaller)"""
+
+    def __post_init__(self):
+        _pos_int(self, "prompts_per_step", "group_size", "max_sampling_rounds")
+        if self.group_size < 2:
+            raise ValueError("RolloutConfig.group_size must be >= 2 (group-normalised advantages)")
+        check_scalar(self.temperature, "temperature", positive=True)
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {self.max_new_tokens!r}")
+
+
+@dataclass
+class ObjectiveConfig:
+    """The surrogate objective (from ``theory.objectives``) and what is added to it."""
+
+    name: str = "grpo"
+    """objective name in theory.objectives (grpo is an alias of ppo_clip)"""
+    params: dict = field(default_factory=dict)
+    """hyperparameters passed to the objective (e.g. eps_high, clip_ratio, kl_ratio, kl_coef); theory's
+    defaults apply to anything not given"""
+    advantage: str = "grpo"
+    """advantage estimator: grpo ((r - mean)/(std + eps) per group) or drgrpo (r - mean)"""
+    agg_mode: str = "token-mean"
+    """loss aggregation mode (theory.aggregation); drgrpo pairs with seq-mean-token-sum-norm"""
+    entropy_coef: float = 0.0
+    """coefficient of the additive entropy bonus (0 = off)"""
+    ref_kl_coef: float = 0.0
+    """coefficient of the additive KL to the initial (reference) policy (0 = off)"""
+    ref_kl_estimator: str = "k3"
+    """estimator of the reference KL: k1, k2 or k3"""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("ObjectiveConfig.name must be a non-empty string")
+        _choice(self, "advantage", ADVANTAGE_ESTIMATORS)
+        _choice(self, "agg_mode", AGG_MODES)
+        _choice(self, "ref_kl_estimator", REF_KL_ESTIMATORS)
+        check_scalar(self.entropy_coef, "entropy_coef")
+        check_scalar(self.ref_kl_coef, "ref_kl_coef", nonnegative=True)
+        if not isinstance(self.params, dict):
+            raise ValueError("ObjectiveConfig.params must be a dict")
+
+
+@dataclass
+class OptimConfig:
+    """PPO-style update of the policy."""
+
+    lr: float = 1e-4
+    """AdamW learning rate (constant after warm-up)"""
+    betas: tuple = (0.9, 0.99)
+    """AdamW betas"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    warmup_steps: int = 0
+    """linear learning-rate warm-up in optimizer steps"""
+    grad_clip: float = 1.0
+    """max global gradient norm (0 = no clipping)"""
+    ppo_epochs: int = 1
+    """passes over each rollout batch"""
+    num_minibatches: int = 8
+    """optimizer steps per epoch: the rollout batch is split into this many mini-batches (>1 makes later
+    mini-batches off-policy, so clipping and KL-Cov act; the paper does 8 updates per rollout step)"""
+    micro_batch_size: int = 64
+    """sequences per forward/backward pass (gradient accumulation inside a mini-batch)"""
+
+    def __post_init__(self):
+        check_scalar(self.lr, "lr", positive=True)
+        check_scalar(self.weight_decay, "weight_decay", nonnegative=True)
+        check_scalar(self.grad_clip, "grad_clip", nonnegative=True)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = tuple(float(b) for b in self.betas)
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        _pos_int(self, "ppo_epochs", "num_minibatches", "micro_batch_size")
+
+
+@dataclass
+class TrainConfig:
+    """A whole RL run."""
+
+    steps: int = 100
+    """rollout steps (each = one rollout batch + ppo_epochs * num_minibatches optimizer steps)"""
+    seed: int = 0
+    """seed of rollouts, data order and mini-batch shuffling"""
+    model: str = ""
+    """local model directory (save_pretrained format); empty = the cached warm start for the task"""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N; bf16 autocast is used on CUDA"""
+    val_every: int = 10
+    """validate every this many steps (and at step 0 and the last step)"""
+    val_samples: int = 4
+    """samples per validation prompt for the temperature-0.6 accuracy"""
+    val_temperature: float = 0.6
+    """temperature of the sampled validation accuracy"""
+    checkpoint_every: int = 10
+    """write a checkpoint every this many steps (and at the end)"""
+    tensorboard: bool = False
+    """also write TensorBoard event files (torch.utils.tensorboard)"""
+    data: DataConfig = field(default_factory=DataConfig)
+    """task and splits"""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """group sampling"""
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """surrogate objective"""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """optimisation"""
+
+    def __post_init__(self):
+        _pos_int(self, "steps", "val_every", "val_samples", "checkpoint_every")
+        check_scalar(self.val_temperature, "val_temperature", positive=True)
+        if not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Rebuild (and re-validate) from ``dataclasses.asdict`` output (``RUN_INFO_KEYS`` are skipped)."""
+        sub = {"data": DataConfig, "rollout": RolloutConfig, "objective": ObjectiveConfig, "optim": OptimConfig}
+        kw = {k: (sub[k](**v) if k in sub else v) for k, v in d.items() if k not in RUN_INFO_KEYS}
+        if "optim" in kw:
+            kw["optim"].betas = tuple(kw["optim"].betas)
+        return cls(**kw)
+
+    def to_dict(self) -> dict:
+        """Plain-dict form (JSON-serialisable)."""
+        return dataclasses.asdict(self)

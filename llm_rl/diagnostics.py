@@ -1,0 +1,245 @@
+"""Entropy-dynamics diagnostics of one optimizer step of a neural policy, state by state.
+
+For a probe set of token states s (prefixes), with logits z_s before and z'_s after one optimizer step,
+the sampled token a_s and its advantage A_s, this measures (Cui et al. 2025 §3; theory.md §1.2-1.9):
+
+==========================  ==================================================================  ===============
+per-state quantity          definition                                                          reference
+==========================  ==================================================================  ===============
+``dH_obs``                  H(z') − H(z), full vocabulary                                       exact
+``dH_first``                −Cov_π(log π, z' − z)                                               Lemma 1
+``dH_second``               first − ½[Var_π δ + E_π((ℓ + H)(δ − E δ)²)]                          theory.md §1.4
+``tab_unit``                −Σ_{i at s} A_i (S_{a_i} − E_π S),  S_b = π_b(log π_b + H)          theory.md §1.8
+``dH_tab``                  η_eff · tab_unit, η_eff fitted per step by least squares            tabular theory
+==========================  ==================================================================  ===============
+
+``tab_unit`` is the tabular (no function approximation) first-order prediction at unit step size: it
+ignores that a shared network moves states it did not sample. Every vocabulary reduction goes through
+``theory.vocab_stats`` (one chunked pass; memory bounded by a chunk, not [states × V]).
+
+Per-step summary keys (``diag/*`` in the metrics JSONL) are listed in :data:`SUMMARY_KEYS`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from theory import covariance_decomposition, token_covariance
+from theory.runio import atomic_write_bytes
+from theory.vocab_stats import vocab_stats
+
+from .metrics import read_metrics
+
+#: The paper's Table 1 groups: mean Eq. 10 covariance of the top p% tokens.
+TOP_PERCENTS = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
+
+SUMMARY_KEYS: dict[str, str] = {
+    "diag/states": "probe states diagnosed this step",
+    "diag/dH_obs_sum": "Σ_s observed ΔH_s over the probe states",
+    "diag/dH_first_sum": "Σ_s Lemma-1 prediction",
+    "diag/dH_second_sum": "Σ_s second-order prediction",
+    "diag/dH_tab_sum": "Σ_s tabular-theory prediction with the fitted η_eff",
+    "diag/r2_first": "1 − Σ(obs − first)² / Σ(obs − mean obs)² over states (prediction taken as is)",
+    "diag/r2_second": "the same for the second-order prediction",
+    "diag/r2_tab": "the same for the tabular prediction (η_eff fitted)",
+    "diag/slope_first": "least-squares slope of observed on Lemma-1 predicted ΔH",
+    "diag/corr_tab": "Pearson correlation of the tabular prediction with observed ΔH",
+    "diag/eta_eff": "η_eff = Σ obs·tab_unit / Σ tab_unit² (least squares through 0)",
+    "diag/sign_acc_first": "fraction of states where sign(first) = sign(observed)",
+    "diag/sign_acc_second": "the same for the second-order prediction",
+    "diag/sign_acc_tab": "the same for the tabular prediction",
+    "diag/rel_err_first": "median over states of |obs − first| / |obs|",
+    "diag/rel_err_second": "median over states of |obs − second| / |obs|",
+    "diag/cov_eq10": "mean over probe tokens of the Eq. 10 product (log π − mean)(A − mean)",
+    "diag/cov_thm1": "mean over probe tokens of (log π − mean)(π·A − mean): the Theorem-1 proxy",
+    "diag/cov_within": "within-group part of the pooled Eq. 10 covariance (groups = prompts)",
+    "diag/cov_between": "between-group part (law of total covariance, theory.md §1.9)",
+    **{f"diag/cov_top_{p:g}pct": f"mean Eq. 10 covariance of the top {p:g}% tokens (paper Table 1)"
+       for p in TOP_PERCENTS},
+}
+
+
+def _r2(obs: torch.Tensor, pred: torch.Tensor) -> float:
+    sst = ((obs - obs.mean()) ** 2).sum()
+    return float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else float("nan")
+
+
+def _sign_acc(obs, pred) -> float:
+    return float((torch.sign(obs) == torch.sign(pred)).double().mean())
+
+
+def _median_rel_err(obs, pred) -> float:
+    keep = obs != 0
+    return float(((obs - pred).abs()[keep] / obs.abs()[keep]).median()) if keep.any() else float("nan")
+
+
+def top_percent_means(cov: torch.Tensor, percents=TOP_PERCENTS) -> dict[float, float]:
+    """Mean of the largest ``p``% of ``cov`` (at least one value) for each p — the paper's Table 1."""
+    if cov.dim() != 1 or cov.numel() == 0:
+        raise ValueError("cov must be a non-empty 1-D tensor")
+    srt = torch.sort(cov.double(), descending=True).values
+    return {p: float(srt[: max(1, math.floor(srt.numel() * p / 100))].mean()) for p in percents}
+
+
+def diagnose_step(
+    logits_old: torch.Tensor,
+    logits_new: torch.Tensor,
+    tokens: torch.Tensor,
+    advantages: torch.Tensor,
+    state_index: torch.Tensor,
+    groups: torch.Tensor,
+    *,
+    chunk_rows: int | None = None,
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Diagnose one optimizer step on ``S`` unique probe states visited by ``N`` samples.
+
+    Args:
+      logits_old, logits_new: ``[S, V]`` logits of each unique state before / after the step.
+      tokens: ``[N]`` int, the token sampled at each sample's state.
+      advantages: ``[N]`` float, the advantage of each sample.
+      state_index: ``[N]`` int in [0, S): which unique state each sample was taken at (samples that share
+        a prefix, e.g. the first token of every response to one prompt, share a state).
+      groups: ``[N]`` int prompt/group id of each sample, for the within/between covariance split.
+      chunk_rows: rows per chunk of the vocabulary pass.
+    Returns:
+      (summary ``{diag/*: float}``, per-state ``{name: [S] tensor}`` with ``dH_obs, dH_first, dH_second,
+      tab_unit, dH_tab, entropy``).
+    """
+    if logits_old.shape != logits_new.shape or logits_old.dim() != 2:
+        raise ValueError("logits_old and logits_new must share one [S, V] shape")
+    n = tokens.shape[0]
+    for name, t in (("advantages", advantages), ("state_index", state_index), ("groups", groups)):
+        if t.shape != (n,):
+            raise ValueError(f"{name} must have shape [{n}] like tokens, got {tuple(t.shape)}")
+    n_states = logits_old.shape[0]
+    if n and (state_index.min() < 0 or state_index.max() >= n_states):
+        raise ValueError(f"state_index must lie in [0, {n_states})")
+    dtype = torch.float64 if logits_old.dtype == torch.float64 else torch.float32
+    old = logits_old.to(dtype)
+    delta = logits_new.to(dtype) - old  # bf16 logits are compared in float32
+    st_old = vocab_stats(old, delta, chunk_rows=chunk_rows)
+    st_new = vocab_stats(logits_new, chunk_rows=chunk_rows)
+    h = st_old["entropy"].double()
+    obs = st_new["entropy"].double() - h
+    first, second = st_old["first_order"].double(), st_old["second_order"].double()
+
+    # per-sample discriminator S_a − E_π S, with E_π S = Σ π²(ℓ + H) = sum_p2_logp + H·sum_p2
+    idx = state_index.long()
+    z_tok = old[idx].gather(-1, tokens.long()[:, None]).squeeze(-1)  # logit of each sampled token
+    logp_tok = z_tok.double() - st_old["log_z"].double()[idx]
+    s_a = logp_tok.exp() * (logp_tok + h[idx])
+    e_s = st_old["sum_p2_logp"].double() + h * st_old["sum_p2"].double()
+    adv = advantages.double()
+    per_sample = -adv * (s_a - e_s[idx])
+    tab_unit = torch.zeros(n_states, dtype=torch.float64).index_add_(0, idx, per_sample)
+    denom = (tab_unit**2).sum()
+    eta_eff = float((obs * tab_unit).sum() / denom) if denom > 0 else float("nan")
+    dh_tab = eta_eff * tab_unit
+
+    # batch covariances over the probe tokens (Eq. 10, Theorem-1 proxy) and their within/between split
+    mask = torch.ones(1, n, dtype=torch.bool)
+    cov10 = token_covariance(logp_tok[None], adv[None], mask)[0]
+    cov_thm1 = token_covariance(logp_tok[None], (logp_tok.exp() * adv)[None], mask)[0]
+    split = covariance_decomposition(logp_tok, adv, groups.long()) if n > 1 else None
+
+    var_first = ((first - first.mean()) ** 2).sum()
+    summary = {
+        "diag/states": float(n_states),
+        "diag/dH_obs_sum": float(obs.sum()),
+        "diag/dH_first_sum": float(first.sum()),
+        "diag/dH_second_sum": float(second.sum()),
+        "diag/dH_tab_sum": float(dh_tab.sum()),
+        "diag/r2_first": _r2(obs, first),
+        "diag/r2_second": _r2(obs, second),
+        "diag/r2_tab": _r2(obs, dh_tab),
+        "diag/slope_first": float(((first - first.mean()) * (obs - obs.mean())).sum() / var_first)
+        if var_first > 0 else float("nan"),
+        "diag/corr_tab": float(torch.corrcoef(torch.stack([obs, tab_unit]))[0, 1]) if n_states > 1 else float("nan"),
+        "diag/eta_eff": eta_eff,
+        "diag/sign_acc_first": _sign_acc(obs, first),
+        "diag/sign_acc_second": _sign_acc(obs, second),
+        "diag/sign_acc_tab": _sign_acc(obs, dh_tab),
+        "diag/rel_err_first": _median_rel_err(obs, first),
+        "diag/rel_err_second": _median_rel_err(obs, second),
+        "diag/cov_eq10": float(cov10.mean()) if n else float("nan"),
+        "diag/cov_thm1": float(cov_thm1.mean()) if n else float("nan"),
+        "diag/cov_within": float(split["within"]) if split else float("nan"),
+        "diag/cov_between": float(split["between"]) if split else float("nan"),
+    }
+    if n:
+        for p, v in top_percent_means(cov10).items():
+            summary[f"diag/cov_top_{p:g}pct"] = v
+    per_state = {"entropy": h, "dH_obs": obs, "dH_first": first, "dH_second": second,
+                 "tab_unit": tab_unit, "dH_tab": dh_tab}
+    return summary, per_state
+
+
+# ----------------------------------------------------------------------------------------------------
+# run-directory storage and the per-run summary (`entropy-mech diagnose RUN_DIR`)
+# ----------------------------------------------------------------------------------------------------
+
+DIAG_DIR = "diagnostics"
+
+
+def save_per_state(run_dir, step: int, per_state: dict[str, torch.Tensor]) -> None:
+    """Write one diagnosed step's per-state arrays (float32) to ``RUN/diagnostics/step_<k>.npz``."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: v.detach().cpu().float().numpy() for k, v in per_state.items()})
+    atomic_write_bytes(_diag_path(run_dir, step), buf.getvalue())
+
+
+def _diag_path(run_dir, step: int):
+    return Path(run_dir) / DIAG_DIR / f"step_{step:06d}.npz"
+
+
+def load_per_state(run_dir) -> dict[int, dict]:
+    """``{step: {name: array}}`` of every diagnosed step of a run."""
+    out = {}
+    for path in sorted((Path(run_dir) / DIAG_DIR).glob("step_*.npz")):
+        with np.load(path) as data:
+            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
+    return out
+
+
+def summarize_run(run_dir) -> dict[str, float]:
+    """Per-run summary over every diagnosed step: medians of the per-step ``diag/*`` values, pooled
+    R² of the Lemma-1 / tabular predictions over all stored states, and the η_eff trend."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise ValueError(f"{run_dir} has no metrics.jsonl: not a run directory of `entropy-mech train`")
+    rows = [r for r in read_metrics(path) if "diag/states" in r]
+    if not rows:
+        raise ValueError(f"{run_dir} has no diagnosed steps: train with --diagnose-every K")
+
+    def med(key):
+        vals = np.array([r[key] for r in rows if key in r and r[key] is not None], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        return float(np.median(vals)) if vals.size else float("nan")
+
+    eta = np.array([r.get("diag/eta_eff", np.nan) for r in rows], dtype=float)
+    out = {
+        "diagnosed_steps": float(len(rows)),
+        "median_rel_err_first": med("diag/rel_err_first"),
+        "median_rel_err_second": med("diag/rel_err_second"),
+        "median_r2_first": med("diag/r2_first"),
+        "median_r2_second": med("diag/r2_second"),
+        "median_r2_tab": med("diag/r2_tab"),
+        "median_corr_tab": med("diag/corr_tab"),
+        "median_sign_acc_first": med("diag/sign_acc_first"),
+        "median_sign_acc_tab": med("diag/sign_acc_tab"),
+        "eta_eff_first": float(eta[0]),
+        "eta_eff_last": float(eta[-1]),
+    }
+    states = load_per_state(run_dir)
+    if states:
+        obs = np.concatenate([s["dH_obs"] for s in states.values()]).astype(float)
+        for name in ("dH_first", "dH_tab"):
+            pred = np.concatenate([s[name] for s in states.values()]).astype(float)
+            sst = ((obs - obs.mean()) ** 2).sum()
+            out[f"pooled_r2_{name[3:]}"] = float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else float("nan")
+    return out

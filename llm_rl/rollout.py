@@ -1,0 +1,210 @@
+"""Sampling responses from a causal LM with a KV cache, and re-scoring them (log-probs, entropy).
+
+Generation is an explicit loop (not ``model.generate``) so that every random draw goes through the
+caller's ``torch.Generator`` and no logits processor (top-k, repetition penalty, ...) silently changes the
+sampling distribution: at temperature 1 the tokens are exact samples of the policy. Prompts are left-padded;
+position ids are ``cumsum(attention_mask) - 1`` both here and in :func:`score`, so a re-scoring forward
+pass sees exactly the positions seen during generation.
+
+Layout of a :class:`Rollout` (B sequences, P prompt columns, R response columns)::
+
+    input_ids      [B, P + R]  <pad>..<bos> prompt | response tokens, then <pad> after <eos>
+    attention_mask [B, P + R]  0 on left padding, 1 elsewhere
+    response_mask  [B, R]      1 on generated tokens up to and including <eos>
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+import theory
+
+
+@dataclass
+class Rollout:
+    """A batch of prompts with sampled responses (see module docstring for shapes)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+    prompt_len: int
+    texts: list[str]
+
+    @property
+    def response_ids(self) -> torch.Tensor:
+        """``[B, R]`` response token ids."""
+        return self.input_ids[:, self.prompt_len:]
+
+
+def encode_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``(input_ids, attention_mask)`` ``[B, P]`` for ``bos + prompt`` of each prompt."""
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError("prompts must be a non-empty list of strings")
+    bos = tokenizer.bos_token or ""
+    ids = [tokenizer(bos + p, add_special_tokens=False)["input_ids"] for p in prompts]
+    P = max(len(x) for x in ids)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(ids), P), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), P), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, P - len(x):] = torch.tensor(x, dtype=torch.long)
+        mask[i, P - len(x):] = 1
+    return input_ids.to(device), mask.to(device)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``cumsum(mask) - 1`` clamped at 0: positions that ignore left padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def _cache_kwarg(model) -> str:
+    """transformers >= 5.x names the KV-cache argument ``cache``; older versions ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0,
+             greedy: bool = False, generator: torch.Generator | None = None,
+             row_seeds: list[int] | None = None) -> Rollout:
+    """Sample one response per prompt with a KV cache (repeat prompts for groups).
+
+    Each step samples ``y_t ~ softmax(z_t / temperature)`` with ``generator`` (or takes the argmax when
+    ``greedy``); a sequence stops after emitting ``eos``; all stop after ``max_new_tokens``. With
+    ``row_seeds`` (one int per prompt) row i draws from its own generator seeded ``row_seeds[i]``, so its
+    tokens do not depend on which other rows share the batch (used for data-parallel sharding).
+    """
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if not greedy and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    device = next(model.parameters()).device
+    if row_seeds is not None and len(row_seeds) != len(prompts):
+        raise ValueError(f"row_seeds has {len(row_seeds)} entries for {len(prompts)} prompts")
+    row_gens = None if row_seeds is None else [torch.Generator(device=device).manual_seed(int(s)) for s in row_seeds]
+    input_ids, attn = encode_prompts(tokenizer, prompts, device)
+    B, P = input_ids.shape
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    was_training = model.training
+    model.eval()
+    out = model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids_from_mask(attn),
+                use_cache=True, logits_to_keep=1)
+    past = _cache_of(out)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    new_tokens, resp_mask = [], []
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1].float()  # [B, V]
+        if greedy:
+            tok = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            if row_gens is None:
+                tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            else:
+                tok = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(row_gens)])
+        tok = torch.where(done, torch.full_like(tok, pad), tok)
+        resp_mask.append(~done)
+        new_tokens.append(tok)
+        done = done | (tok == eos)
+        if bool(done.all()):
+            break
+        attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=device)], dim=1)
+        pos = position_ids_from_mask(attn)[:, -1:]
+        out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=pos, use_cache=True,
+                    **{_cache_kwarg(model): past})
+        past = _cache_of(out)
+    model.train(was_training)
+    response = torch.stack(new_tokens, dim=1)  # [B, R]
+    response_mask = torch.stack(resp_mask, dim=1)  # [B, R]
+    full_ids = torch.cat([input_ids, response], dim=1)
+    full_attn = torch.cat([attn[:, :P], torch.ones_like(response)], dim=1)
+    texts = tokenizer.batch_decode(response.masked_fill(~response_mask, pad), skip_special_tokens=True)
+    return Rollout(full_ids, full_attn, response_mask, P, texts)
+
+
+def score(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int, *,
+          temperature: float = 1.0, with_entropy: bool = False, chunk_rows: int = 4096):
+    """Log-probabilities of the response tokens (and optionally their full-vocabulary entropy).
+
+    Runs the model on ``[B, P + R]`` keeping only the logits that predict response tokens
+    (``logits_to_keep = R + 1``), then works through them ``chunk_rows`` rows at a time so no float32
+    ``[B·R, V]`` copy is made at once (the model's own logits tensor is the only full-size one).
+
+    Returns:
+      ``log_prob [B, R]`` (differentiable, of ``softmax(z / temperature)``), and if ``with_entropy``
+      also ``entropy [B, R]`` (no grad; ``theory.entropy`` per token, nats).
+    """
+    if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
+        raise ValueError("input_ids and attention_mask must both be [B, L] with the same shape")
+    R = input_ids.shape[1] - prompt_len
+    if R < 1 or prompt_len < 1:
+        raise ValueError(f"need prompt_len >= 1 and at least one response column, got P={prompt_len}, R={R}")
+    out = model(input_ids=input_ids, attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask), use_cache=False, logits_to_keep=R + 1)
+    logits = out.logits[:, :-1]  # [B, R, V], position t predicts response token t
+    targets = input_ids[:, prompt_len:]  # [B, R]
+    B, _, V = logits.shape
+    flat, flat_t = logits.reshape(B * R, V), targets.reshape(B * R)
+    lps, ents = [], []
+    for s in range(0, B * R, chunk_rows):
+        z = flat[s:s + chunk_rows].float()
+        if temperature != 1.0:
+            z = z / temperature
+        lps.append(z.gather(-1, flat_t[s:s + chunk_rows, None]).squeeze(-1) - torch.logsumexp(z, dim=-1))
+        if with_entropy:
+            with torch.no_grad():
+                ents.append(theory.entropy(z.detach()))
+    log_prob = torch.cat(lps).reshape(B, R)
+    if not with_entropy:
+        return log_prob
+    return log_prob, torch.cat(ents).reshape(B, R)
+
+
+def response_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean per response ``[B]``, 0 for an empty response."""
+    m = mask.to(x.dtype)
+    return (x * m).sum(-1) / m.sum(-1).clamp_min(1)
+
+
+def sequence_entropy(entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The paper's training entropy H: masked mean of per-token entropy within each response, then mean
+    over responses (Cui et al. 2025 §2: H = −(1/|B|) Σ_x (1/|y|) Σ_t E_{π}[log π(·|x, y<t)]). Scalar."""
+    return response_mean(entropy, mask).mean()
+
+
+def concat_rollouts(parts: list[tuple["Rollout", list[int]]], pad_id: int) -> "Rollout":
+    """Rows ``rows`` of each rollout, re-padded into one batch (prompts left, responses right).
+
+    Args:
+      parts: ``[(rollout, row_indices), ...]`` (rollouts may differ in P and R).
+      pad_id: the pad token id.
+    """
+    prompts, responses, texts = [], [], []
+    for ro, rows in parts:
+        for i in rows:
+            pm = ro.attention_mask[i, :ro.prompt_len].bool()
+            prompts.append(ro.input_ids[i, :ro.prompt_len][pm])
+            responses.append(ro.response_ids[i][ro.response_mask[i]])
+            texts.append(ro.texts[i])
+    if not prompts:
+        raise ValueError("concat_rollouts needs at least one row")
+    P = max(len(p) for p in prompts)
+    R = max(max(len(r) for r in responses), 1)
+    B = len(prompts)
+    device = prompts[0].device
+    ids = torch.full((B, P + R), pad_id, dtype=torch.long, device=device)
+    attn = torch.zeros((B, P + R), dtype=torch.long, device=device)
+    rmask = torch.zeros((B, R), dtype=torch.bool, device=device)
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        ids[b, P - len(p):P] = p
+        attn[b, P - len(p):] = 1
+        ids[b, P:P + len(r)] = r
+        rmask[b, :len(r)] = True
+    return Rollout(ids, attn, rmask, P, texts)

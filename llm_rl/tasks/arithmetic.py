@@ -1,0 +1,82 @@
+"""Multi-step arithmetic with a scratchpad: evaluate ``a op b op c ...`` left to right.
+
+Prompt ``"12+7-5="``; correct response ``"19#14"``: the running results of every step but the last,
+separated by ``,``, then ``#`` and the final answer. The verifier reads the integer after the last ``#``.
+A plausible wrong solution makes one slip (off by 1, 2 or 10 — a carry/borrow error) at a random step
+and then continues correctly from the wrong value.
+
+Difficulty knobs: ``n_terms`` (number of operands), ``max_operand``, ``ops`` (subset of ``"+-*"``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..verifiers import extract_final_int
+from .base import Problem, Task
+
+_SLIPS = (-10, -2, -1, 1, 2, 10)
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+@dataclass(frozen=True)
+class ArithmeticTask(Task):
+    """Left-to-right multi-step arithmetic (see module docstring)."""
+
+    n_terms: int = 3
+    """number of operands (>= 2); the scratchpad has n_terms - 1 steps"""
+    max_operand: int = 12
+    """operands are drawn uniformly from 0..max_operand"""
+    ops: str = "+-"
+    """allowed operators, a non-empty subset of '+-*'"""
+
+    name = "arithmetic"
+
+    def __post_init__(self):
+        if not isinstance(self.n_terms, int) or not 2 <= self.n_terms <= 8:
+            raise ValueError(f"n_terms must be an int in [2, 8], got {self.n_terms!r}")
+        if not isinstance(self.max_operand, int) or not 1 <= self.max_operand <= 999:
+            raise ValueError(f"max_operand must be an int in [1, 999], got {self.max_operand!r}")
+        if not self.ops or any(o not in "+-*" for o in self.ops) or len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"ops must be a non-empty subset of '+-*', got {self.ops!r}")
+
+    @property
+    def max_response_chars(self) -> int:  # type: ignore[override]
+        return 8 * self.n_terms + 4
+
+    def sample(self, rng: random.Random) -> Problem:
+        nums = [rng.randint(0, self.max_operand) for _ in range(self.n_terms)]
+        ops = [rng.choice(self.ops) for _ in range(self.n_terms - 1)]
+        prompt = str(nums[0]) + "".join(o + str(n) for o, n in zip(ops, nums[1:])) + "="
+        steps = self._steps(nums, ops)
+        return Problem(prompt, steps[-1], {"nums": tuple(nums), "ops": tuple(ops)})
+
+    @staticmethod
+    def _steps(nums, ops, slip_at: int = -1, slip: int = 0) -> list[int]:
+        acc, out = nums[0], []
+        for i, (o, n) in enumerate(zip(ops, nums[1:])):
+            acc = _apply(acc, o, n) + (slip if i == slip_at else 0)
+            out.append(acc)
+        return out
+
+    @staticmethod
+    def _format(steps: list[int]) -> str:
+        return ",".join(str(s) for s in steps[:-1]) + "#" + str(steps[-1])
+
+    def solution(self, problem: Problem, rng: random.Random) -> str:
+        return self._format(self._steps(problem.meta["nums"], problem.meta["ops"]))
+
+    def wrong_solution(self, problem: Problem, rng: random.Random) -> str:
+        nums, ops = problem.meta["nums"], problem.meta["ops"]
+        steps = self._steps(nums, ops, rng.randrange(len(ops)), rng.choice(_SLIPS))
+        return self._format(steps)
+
+    def verify(self, problem: Problem, response: str) -> float:
+        try:
+            return float(extract_final_int(response) == problem.answer)
+        except Exception:
+            return 0.0
