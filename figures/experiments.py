@@ -6,7 +6,8 @@ hash covers the subcommand, its arguments and the hash of the warm start it depe
 leaves ``DONE.json`` there. :func:`execute` skips every spec whose directory already holds a matching
 ``DONE.json`` and restarts unfinished ones from scratch, so a killed ``entropy-mech reproduce`` resumes
 where it stopped (at run granularity). Runs are subprocesses of the ``entropy-mech`` CLI with one torch
-thread each, ``jobs`` at a time, under a tqdm bar whose total is the estimated seconds of work.
+thread each, ``jobs`` at a time (warm starts and simulator runs first, then the LLM trainings), under a
+tqdm bar whose total is the estimated seconds of work.
 
 The plans themselves (``quick`` and ``full``) live in :mod:`figures.plans`.
 """
@@ -168,8 +169,9 @@ def execute(specs: list[Spec], out: str | Path, jobs: int = 2, progress: bool = 
     bar = tqdm(total=round(est), unit="s", desc=f"reproduce: {len(todo)} runs (est. {est / 60:.1f} min)",
                disable=not progress or not todo, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} est-s "
                "[{elapsed}<{remaining}]")
-    for phase in (("pretrain",), ("simulate", "train")):
-        batch = [s for s in todo if s.kind in phase]
+    # warm starts first, with the simulator runs filling the cores they leave idle; then the LLM trainings
+    for phase in (("pretrain", "simulate"), ("train",)):
+        batch = sorted((s for s in todo if s.kind in phase), key=lambda s: s.kind != "pretrain")
         with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {}
             for s in batch:

@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micro-batch-size", type=int, default=o.micro_batch_size, help="sequences per backward")
     parser.add_argument("--val-every", type=int, default=t.val_every, help="validate every N steps")
     parser.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help="checkpoint every N steps")
+    parser.add_argument("--diagnose-every", type=int, default=t.diagnose_every,
+                        help="entropy-dynamics diagnostics every N rollout steps (0 = off; see entropy-mech diagnose)")
+    parser.add_argument("--diagnose-max-states", type=int, default=t.diagnose_max_states,
+                        help="probe token positions per diagnosed step")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -75,7 +79,8 @@ def build_config(args):
     cfg = TrainConfig(
         steps=args.steps, seed=args.seed, model=args.model, device=args.device, val_every=args.val_every,
         val_samples=args.val_samples,
-        checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard, data=data,
+        checkpoint_every=args.checkpoint_every, diagnose_every=args.diagnose_every,
+        diagnose_max_states=args.diagnose_max_states, tensorboard=args.tensorboard, data=data,
         rollout=RolloutConfig(prompts_per_step=args.prompts_per_step, group_size=args.group_size,
                               dynamic_sampling=not args.no_dynamic_sampling),
         objective=ObjectiveConfig(name=args.objective, params=parse_kv(args.param, "--param"),

@@ -169,6 +169,11 @@ class TrainConfig:
     """write a checkpoint every this many steps (and at the end)"""
     tensorboard: bool = False
     """also write TensorBoard event files (torch.utils.tensorboard)"""
+    diagnose_every: int = 0
+    """entropy-dynamics diagnostics (llm_rl/diagnostics.py) on the first optimizer step of every this
+    many rollout steps; 0 = off"""
+    diagnose_max_states: int = 4096
+    """probe token positions per diagnosed step (a seeded subsample above this; all for small batches)"""
     data: DataConfig = field(default_factory=DataConfig)
     """task and splits"""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -179,7 +184,9 @@ class TrainConfig:
     """optimisation"""
 
     def __post_init__(self):
-        _pos_int(self, "steps", "val_every", "val_samples", "checkpoint_every")
+        _pos_int(self, "steps", "val_every", "val_samples", "checkpoint_every", "diagnose_max_states")
+        if not isinstance(self.diagnose_every, int) or self.diagnose_every < 0:
+            raise ValueError(f"diagnose_every must be an int >= 0 (0 = off), got {self.diagnose_every!r}")
         check_scalar(self.val_temperature, "val_temperature", positive=True)
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")

@@ -31,37 +31,100 @@ import torch
 
 from theory import covariance_decomposition, token_covariance
 from theory.runio import atomic_write_bytes
-from theory.vocab_stats import vocab_stats
+from theory.vocab_stats import default_chunk_rows, vocab_stats
 
-from .metrics import read_metrics
+from .metrics import DIAG_KEYS as SUMMARY_KEYS
+from .metrics import TOP_PERCENTS, read_metrics
 
-#: The paper's Table 1 groups: mean Eq. 10 covariance of the top p% tokens.
-TOP_PERCENTS = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
 
-SUMMARY_KEYS: dict[str, str] = {
-    "diag/states": "probe states diagnosed this step",
-    "diag/dH_obs_sum": "Σ_s observed ΔH_s over the probe states",
-    "diag/dH_first_sum": "Σ_s Lemma-1 prediction",
-    "diag/dH_second_sum": "Σ_s second-order prediction",
-    "diag/dH_tab_sum": "Σ_s tabular-theory prediction with the fitted η_eff",
-    "diag/r2_first": "1 − Σ(obs − first)² / Σ(obs − mean obs)² over states (prediction taken as is)",
-    "diag/r2_second": "the same for the second-order prediction",
-    "diag/r2_tab": "the same for the tabular prediction (η_eff fitted)",
-    "diag/slope_first": "least-squares slope of observed on Lemma-1 predicted ΔH",
-    "diag/corr_tab": "Pearson correlation of the tabular prediction with observed ΔH",
-    "diag/eta_eff": "η_eff = Σ obs·tab_unit / Σ tab_unit² (least squares through 0)",
-    "diag/sign_acc_first": "fraction of states where sign(first) = sign(observed)",
-    "diag/sign_acc_second": "the same for the second-order prediction",
-    "diag/sign_acc_tab": "the same for the tabular prediction",
-    "diag/rel_err_first": "median over states of |obs − first| / |obs|",
-    "diag/rel_err_second": "median over states of |obs − second| / |obs|",
-    "diag/cov_eq10": "mean over probe tokens of the Eq. 10 product (log π − mean)(A − mean)",
-    "diag/cov_thm1": "mean over probe tokens of (log π − mean)(π·A − mean): the Theorem-1 proxy",
-    "diag/cov_within": "within-group part of the pooled Eq. 10 covariance (groups = prompts)",
-    "diag/cov_between": "between-group part (law of total covariance, theory.md §1.9)",
-    **{f"diag/cov_top_{p:g}pct": f"mean Eq. 10 covariance of the top {p:g}% tokens (paper Table 1)"
-       for p in TOP_PERCENTS},
-}
+__all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "load_per_state", "probe_states", "save_per_state",
+           "state_logits", "summarize_run", "top_percent_means"]
+
+
+def probe_states(input_ids: torch.Tensor, response_mask: torch.Tensor, prompt_len: int, *,
+                 max_states: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The probe set of a batch of responses: every response token position (a seeded subsample of
+    ``max_states`` positions when there are more), grouped into unique states by their prefix.
+
+    Args:
+      input_ids: ``[B, P + R]`` prompt (left-padded) + response ids; response_mask: ``[B, R]`` bool.
+      prompt_len: P; max_states: cap on sampled positions; generator: CPU generator of the subsample.
+    Returns:
+      dict with ``rows, cols`` ``[N]`` (sample positions), ``state_index`` ``[N]`` (into the unique
+      states) and ``state_rows, state_cols`` ``[S]`` (one representative position per state).
+    """
+    if max_states < 1:
+        raise ValueError(f"max_states must be >= 1, got {max_states}")
+    pos = response_mask.nonzero().cpu()  # [N, 2]
+    if pos.shape[0] > max_states:
+        keep = torch.randperm(pos.shape[0], generator=generator)[:max_states].sort().values
+        pos = pos[keep]
+    ids = input_ids.cpu()
+    index, reps, state_index = {}, [], []
+    for r, t in pos.tolist():
+        key = (ids[r, : prompt_len + t].numpy().tobytes())  # the prefix is the state
+        if key not in index:
+            index[key] = len(reps)
+            reps.append((r, t))
+        state_index.append(index[key])
+    reps_t = torch.tensor(reps, dtype=torch.long).reshape(-1, 2)
+    return {"rows": pos[:, 0], "cols": pos[:, 1], "state_index": torch.tensor(state_index, dtype=torch.long),
+            "state_rows": reps_t[:, 0], "state_cols": reps_t[:, 1]}
+
+
+@torch.no_grad()
+def state_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+                 state_rows: torch.Tensor, state_cols: torch.Tensor, *, micro_batch: int = 16,
+                 autocast=None) -> torch.Tensor:
+    """Full-vocabulary logits ``[S, V]`` at the given response positions (float32, no grad)."""
+    from contextlib import nullcontext
+
+    from .rollout import position_ids_from_mask
+
+    R = input_ids.shape[1] - prompt_len
+    rows = torch.unique(state_rows)
+    out = None
+    for s in range(0, len(rows), micro_batch):
+        rb = rows[s:s + micro_batch].to(input_ids.device)
+        with autocast or nullcontext():
+            logits = model(input_ids=input_ids[rb], attention_mask=attention_mask[rb],
+                           position_ids=position_ids_from_mask(attention_mask[rb]), use_cache=False,
+                           logits_to_keep=R + 1).logits[:, :-1]  # [b, R, V]
+        if out is None:
+            out = torch.empty(len(state_rows), logits.shape[-1], dtype=torch.float32)
+        for j, r in enumerate(rb.tolist()):
+            sel = (state_rows == r).nonzero().flatten()
+            out[sel] = logits[j, state_cols[sel].to(logits.device)].float().cpu()
+    return out
+
+
+class StepProbe:
+    """Logits of a mini-batch's probe states captured before one optimizer step; :meth:`finish`
+    captures them again after the step and runs :func:`diagnose_step`.
+
+    Args:
+      model: the policy; input_ids ``[b, P + R]``, attention_mask ``[b, P + R]``, response_mask ``[b, R]``,
+      advantages ``[b, R]`` and groups ``[b]`` (prompt id of each row) of the mini-batch; prompt_len: P;
+      max_states / generator: probe subsample (see :func:`probe_states`); autocast: the trainer's context.
+    """
+
+    def __init__(self, model, input_ids, attention_mask, response_mask, prompt_len, advantages, groups, *,
+                 max_states: int, generator: torch.Generator, autocast=None):
+        self.p = probe_states(input_ids, response_mask, prompt_len, max_states=max_states, generator=generator)
+        self.inputs, self.autocast = (input_ids, attention_mask, prompt_len), autocast
+        self.z_old = self._logits(model)
+        rows, cols = self.p["rows"], self.p["cols"]
+        self.tokens = input_ids.cpu()[rows, prompt_len + cols]
+        self.adv = advantages.detach().cpu()[rows, cols]
+        self.groups = groups.cpu()[rows]
+
+    def _logits(self, model):
+        return state_logits(model, *self.inputs, self.p["state_rows"], self.p["state_cols"], autocast=self.autocast)
+
+    def finish(self, model) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """Diagnose the step just taken (call right after ``optimizer.step()``)."""
+        return diagnose_step(self.z_old, self._logits(model), self.tokens, self.adv, self.p["state_index"],
+                             self.groups)
 
 
 def _r2(obs: torch.Tensor, pred: torch.Tensor) -> float:
@@ -117,20 +180,28 @@ def diagnose_step(
         if t.shape != (n,):
             raise ValueError(f"{name} must have shape [{n}] like tokens, got {tuple(t.shape)}")
     n_states = logits_old.shape[0]
+    if n_states == 0 or n == 0:
+        raise ValueError("nothing to diagnose: no probe states / samples")
     if n and (state_index.min() < 0 or state_index.max() >= n_states):
         raise ValueError(f"state_index must lie in [0, {n_states})")
-    dtype = torch.float64 if logits_old.dtype == torch.float64 else torch.float32
-    old = logits_old.to(dtype)
-    delta = logits_new.to(dtype) - old  # bf16 logits are compared in float32
-    st_old = vocab_stats(old, delta, chunk_rows=chunk_rows)
-    st_new = vocab_stats(logits_new, chunk_rows=chunk_rows)
+    # float64 reductions (ΔH of one small step is ~1e-6, below float32 rounding of H itself), in row
+    # chunks so that at most a chunk of float64 [rows, V] copies exists at once
+    f64 = torch.float64
+    chunk = chunk_rows or default_chunk_rows(logits_old.shape[-1])
+    parts_old, parts_new = [], []
+    for a in range(0, n_states, chunk):
+        zo, zn = logits_old[a:a + chunk].to(f64), logits_new[a:a + chunk].to(f64)
+        parts_old.append(vocab_stats(zo, zn - zo, chunk_rows=chunk))
+        parts_new.append(vocab_stats(zn, chunk_rows=chunk))
+    st_old = {k: torch.cat([p[k] for p in parts_old]) for k in parts_old[0]}
+    st_new = {k: torch.cat([p[k] for p in parts_new]) for k in parts_new[0]}
     h = st_old["entropy"].double()
     obs = st_new["entropy"].double() - h
     first, second = st_old["first_order"].double(), st_old["second_order"].double()
 
     # per-sample discriminator S_a − E_π S, with E_π S = Σ π²(ℓ + H) = sum_p2_logp + H·sum_p2
     idx = state_index.long()
-    z_tok = old[idx].gather(-1, tokens.long()[:, None]).squeeze(-1)  # logit of each sampled token
+    z_tok = logits_old[idx].gather(-1, tokens.long()[:, None]).squeeze(-1)  # logit of each sampled token
     logp_tok = z_tok.double() - st_old["log_z"].double()[idx]
     s_a = logp_tok.exp() * (logp_tok + h[idx])
     e_s = st_old["sum_p2_logp"].double() + h * st_old["sum_p2"].double()

@@ -78,11 +78,40 @@ KEYS: dict[str, str] = {
 }
 
 
+#: The paper's Table 1 groups: mean Eq. 10 covariance of the top p% tokens.
+TOP_PERCENTS = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
+
+DIAG_KEYS: dict[str, str] = {
+    "diag/states": "probe states diagnosed this step",
+    "diag/dH_obs_sum": "Σ_s observed ΔH_s over the probe states",
+    "diag/dH_first_sum": "Σ_s Lemma-1 prediction",
+    "diag/dH_second_sum": "Σ_s second-order prediction",
+    "diag/dH_tab_sum": "Σ_s tabular-theory prediction with the fitted η_eff",
+    "diag/r2_first": "1 − Σ(obs − first)² / Σ(obs − mean obs)² over states (prediction taken as is)",
+    "diag/r2_second": "the same for the second-order prediction",
+    "diag/r2_tab": "the same for the tabular prediction (η_eff fitted)",
+    "diag/slope_first": "least-squares slope of observed on Lemma-1 predicted ΔH",
+    "diag/corr_tab": "Pearson correlation of the tabular prediction with observed ΔH",
+    "diag/eta_eff": "η_eff = Σ obs·tab_unit / Σ tab_unit² (least squares through 0)",
+    "diag/sign_acc_first": "fraction of states where sign(first) = sign(observed)",
+    "diag/sign_acc_second": "the same for the second-order prediction",
+    "diag/sign_acc_tab": "the same for the tabular prediction",
+    "diag/rel_err_first": "median over states of |obs − first| / |obs|",
+    "diag/rel_err_second": "median over states of |obs − second| / |obs|",
+    "diag/cov_eq10": "mean over probe tokens of the Eq. 10 product (log π − mean)(A − mean)",
+    "diag/cov_thm1": "mean over probe tokens of (log π − mean)(π·A − mean): the Theorem-1 proxy",
+    "diag/cov_within": "within-group part of the pooled Eq. 10 covariance (groups = prompts)",
+    "diag/cov_between": "between-group part (law of total covariance, theory.md §1.9)",
+    **{f"diag/cov_top_{p:g}pct": f"mean Eq. 10 covariance of the top {p:g}% tokens (paper Table 1)"
+       for p in TOP_PERCENTS},
+}
+
+
 def known_keys() -> dict[str, str]:
-    """:data:`KEYS` plus the ``objective/*`` metrics defined by ``theory.objectives``."""
+    """:data:`KEYS`, :data:`DIAG_KEYS` and the ``objective/*`` metrics defined by ``theory.objectives``."""
     from theory.objectives import METRIC_DESCRIPTIONS
 
-    return {**KEYS, **METRIC_DESCRIPTIONS}
+    return {**KEYS, **DIAG_KEYS, **METRIC_DESCRIPTIONS}
 
 
 class MetricsWriter:

@@ -50,6 +50,7 @@ from theory.runio import save_run_config
 from .advantages import group_advantages, zero_variance_groups
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .diagnostics import StepProbe, save_per_state
 from .distributed import all_reduce_grads_, all_reduce_sum_, gather_objects, init_distributed
 from .evaluate import evaluate
 from .metrics import MetricsWriter
@@ -294,6 +295,8 @@ class Trainer:
         B, R = ro.response_mask.shape
         mask = ro.response_mask
         tok_sums, tok_w, step_sums, grad_norms, n_updates = {}, {}, {}, [], 0
+        diagnosed = {}
+        diagnose_now = bool(self.cfg.diagnose_every) and self.step % self.cfg.diagnose_every == 0
         for _ in range(o.ppo_epochs):
             perm = torch.randperm(B, generator=self.gens["shuffle"])
             for mini in torch.tensor_split(perm, min(o.num_minibatches, B)):
@@ -354,7 +357,11 @@ class Trainer:
                 gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                     o.grad_clip if o.grad_clip > 0 else float("inf"))
                 grad_norms.append(float(gn))
+                probe = self._probe(ro, mini, adv) if diagnose_now and n_updates == 0 else None
                 self.optimizer.step()
+                if probe is not None:
+                    diagnosed, per_state = probe.finish(self.model)
+                    save_per_state(self.out, self.step, per_state)
                 self.scheduler.step()
                 n_updates += 1
         m_ts, m_tw, m_ss = {}, {}, {}
@@ -367,7 +374,18 @@ class Trainer:
         out.update({k: m_ts[k] / max(m_tw[k], 1e-12) for k in m_ts})
         out.update({"optim/updates": n_updates, "optim/lr": self.scheduler.get_last_lr()[0],
                     "optim/grad_norm": sum(grad_norms) / max(len(grad_norms), 1)})
-        return out
+        return {**out, **diagnosed}
+
+    def _probe(self, ro, mini, adv):
+        """Capture the probe states of mini-batch ``mini`` before its optimizer step (main rank only; the
+        subsample generator is derived from (seed, step), so a resumed run probes the same states)."""
+        if not self.dist.is_main or not bool(ro.response_mask[mini].any()):
+            return None
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_033 + self.step)
+        groups = mini.cpu() // self.cfg.rollout.group_size  # rows are stored group by group
+        return StepProbe(self.model, ro.input_ids[mini], ro.attention_mask[mini], ro.response_mask[mini],
+                         ro.prompt_len, adv[mini], groups, max_states=self.cfg.diagnose_max_states,
+                         generator=gen, autocast=self.autocast)
 
     def _non_finite(self, what: str):
         ck = self.out / "checkpoint.pt"

@@ -14,6 +14,10 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# Tests use tiny tensors: one intra-op thread avoids OpenMP oversubscription, which slows a loaded
+# 2-core machine by 10x or more, and keeps results independent of the core count.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

@@ -185,3 +185,40 @@ def test_reproduce_with_a_real_llm_run(tmp_path, monkeypatch):
     assert all(r["ok"] for r in res["run_results"]), res["run_results"]
     assert len(res["results"]["collapse"]["runs"]) == 1
     assert res["results"]["methods"]["methods"]["grpo"]["entropy"]["step"].size == 4
+
+
+def test_report_scores_llm_by_sampled_accuracy_when_greedy_saturates(tmp_path):
+    """Greedy accuracy starting >= 90% is saturated: claims, law and methods switch to val/acc_sampled."""
+    dirs = []
+    for name, obj, seed in (("g0", "grpo", 0), ("g1", "grpo", 1), ("k0", "kl_cov", 0)):
+        d = write_llm_run(tmp_path / name, objective=obj, seed=seed, a=0.05, b=1.04, size_name="m96")
+        recs = [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines()]
+        for r in recs:
+            if "val/acc" in r:
+                r["val/acc_sampled"] = 7 * r["val/acc"] - 6  # ~33% -> ~90%: room to rise
+        (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+        (d / "DONE.json").write_text("{}")
+        spec = json.loads((d / "spec.json").read_text())
+        spec.update(kind="train", args=["--task", "arithmetic"], needs=None)
+        (d / "spec.json").write_text(json.dumps(spec))
+        dirs.append(d)
+    out = tmp_path / "out"
+    results = draw_all(dirs, out)
+    text = write_report(out, results, run_results=[{"name": d.name, "ok": True, "dir": str(d)} for d in dirs],
+                        profile="quick").read_text()
+    assert "T=0.6 sampled validation accuracy" in text and (out / "collapse_sampled.png").is_file()
+    rows = {r[0]: r for r in claim_rows(results, profile="quick")}
+    assert rows["a, b log-linear in model size (LLM)"][3].startswith("not measured in quick")
+    line = next(ln for ln in text.splitlines() if ln.startswith("| accuracy rises while entropy falls (LLM)"))
+    assert "(T=0.6 samples)" in line and "| holds |" in line
+    assert "| greedy accuracy (the paper's R) rises while entropy falls (LLM)" in text
+    assert "not measured in quick" in text
+
+
+def test_quick_plan_runs_the_collapse_benchmark_settings():
+    quick = plan("quick")
+    assert [s.name for s in quick if s.kind == "pretrain"] == ["pretrain-m96"]
+    kl = next(s for s in quick if s.name.startswith("llm-kl_cov"))
+    assert "kl_ratio=0.2" in kl.args and "--minibatches" in kl.args
+    full_objectives = {s.tags.get("objective") for s in plan("full") if s.kind == "train"}
+    assert full_objectives >= {"grpo", "kl_cov", "clip_cov", "clip_higher"}

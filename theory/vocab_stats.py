@@ -82,6 +82,7 @@ def vocab_stats(
     *,
     chunk_rows: int | None = None,
     compiled: bool = False,
+    compute_dtype: torch.dtype | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-row vocabulary reductions in one chunked pass (see module docstring for the formulas).
 
@@ -90,16 +91,21 @@ def vocab_stats(
       delta: optional ``[rows, V]`` logit change (e.g. z_new − z_old after an optimizer step).
       chunk_rows: rows per chunk (default: :func:`default_chunk_rows`).
       compiled: fuse the chunk body with ``torch.compile`` (same results up to float rounding).
+      compute_dtype: float32 or float64; default float32 (float64 if given float64). Use float64 when
+        differences of entropies matter: float32 entropies carry ~1e-7 relative rounding, as large as the
+        entropy change of a small optimizer step.
     Returns:
       dict of ``[rows]`` tensors: ``log_z, entropy, sum_p2, sum_p2_logp`` and, with ``delta``,
-      ``first_order, second_order`` (predicted ΔH). Computed in float32 (float64 if given float64).
+      ``first_order, second_order`` (predicted ΔH), in the compute dtype.
     """
     _check(logits, delta)
     rows, vocab = logits.shape
     chunk = chunk_rows or default_chunk_rows(vocab)
     if chunk < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk}")
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype or (torch.float64 if logits.dtype == torch.float64 else torch.float32)
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"compute_dtype must be torch.float32 or torch.float64, got {dtype}")
     body = _chunk_body
     if compiled:
         try:
