@@ -85,23 +85,24 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=8192)
     ap.add_argument("--vocab", type=int, default=151936)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--chunk-rows", type=int, default=0, help="rows per chunk (0 = default_chunk_rows)")
     ap.add_argument("--eager-only", action="store_true", help="skip the torch.compile variant")
     ap.add_argument("--memory", action="store_true", help="also measure peak memory (runs subprocesses)")
     args = ap.parse_args()
     z, d = _make(args.rows, args.vocab, args.device)
-    chunk = default_chunk_rows(args.vocab)
+    chunk = args.chunk_rows or default_chunk_rows(args.vocab)
     print(f"rows={args.rows} vocab={args.vocab} device={args.device} dtype=bfloat16 chunk_rows={chunk} "
           f"threads={torch.get_num_threads()}")
     t_lse = _time(lambda: torch.logsumexp(z, -1), args.device)
     print(f"logsumexp (baseline)           {t_lse:8.3f} s")
-    t_eager = _time(lambda: vocab_stats(z, d), args.device)
+    t_eager = _time(lambda: vocab_stats(z, d, chunk_rows=chunk), args.device)
     print(f"chunked pass, eager            {t_eager:8.3f} s   {t_eager / t_lse:5.2f}x")
     best = t_eager
     if not args.eager_only:
         t0 = time.perf_counter()
         vocab_stats(z[:chunk], d[:chunk], compiled=True)
         print(f"  (torch.compile warm-up {time.perf_counter() - t0:.1f} s, once per process)")
-        t_comp = _time(lambda: vocab_stats(z, d, compiled=True), args.device)
+        t_comp = _time(lambda: vocab_stats(z, d, chunk_rows=chunk, compiled=True), args.device)
         print(f"chunked pass, torch.compile    {t_comp:8.3f} s   {t_comp / t_lse:5.2f}x")
         best = min(best, t_comp)
     if args.memory:
