@@ -54,29 +54,15 @@ from .diagnostics import StepProbe, save_per_state
 from .distributed import all_reduce_grads_, all_reduce_sum_, gather_objects, init_distributed
 from .evaluate import evaluate
 from .metrics import MetricsWriter
+from .objective_choice import (OBJECTIVE_ALIASES, SELECTION_OBJECTIVES, check_objective_params,
+                               resolve_objective_name)
 from .model import load_policy, resolve_device
 from .rollout import Rollout, concat_rollouts, generate, score, sequence_entropy
 from .tasks import make_splits, make_task
 
-#: trainer-level aliases of theory.objectives names (the issue calls PPO-clip GRPO "grpo")
-OBJECTIVE_ALIASES = {"grpo": "ppo_clip"}
-#: objectives whose token selection must be computed over the whole mini-batch
-SELECTION_OBJECTIVES = ("clip_cov", "kl_cov")
-
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the run stops and the last checkpoint (written before it) is kept."""
-
-
-def resolve_objective_name(name: str) -> str:
-    """Map an alias to a ``theory.objectives`` name; unknown names raise listing every valid one."""
-    from theory.objectives import OBJECTIVES
-
-    key = OBJECTIVE_ALIASES.get(name, name)
-    if key not in OBJECTIVES:
-        valid = sorted(set(OBJECTIVES) | set(OBJECTIVE_ALIASES))
-        raise ValueError(f"unknown objective {name!r}; choose one of: {', '.join(valid)}")
-    return key
 
 
 class Trainer:
@@ -123,7 +109,7 @@ class Trainer:
             "selection": torch.Generator(device=self.device).manual_seed(config.seed + 2),
         }
         self.step, self.cursor = 0, {"epoch": 0, "pos": 0}
-        self._check_objective_params()
+        check_objective_params(self.objective_name, self.objective, config.objective.params)
         if (self.objective_name == "kl_cov" and o.ppo_epochs == 1 and o.num_minibatches == 1):
             warnings.warn("kl_cov with ppo_epochs=1 and num_minibatches=1 runs fully on-policy, where its "
                           "KL penalty is exactly zero: it reduces to unclipped vanilla policy gradient",
@@ -146,17 +132,6 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------
     # setup helpers
     # ------------------------------------------------------------------------------------------------
-
-    def _check_objective_params(self):
-        """Fail fast on hyperparameters the objective does not take (message lists the valid ones)."""
-        import inspect
-
-        sig = inspect.signature(self.objective).parameters
-        accepted = {p for p, v in sig.items() if v.kind is v.KEYWORD_ONLY} - {"generator", "stats"}
-        bad = sorted(set(self.cfg.objective.params) - accepted)
-        if bad:
-            raise ValueError(f"objective {self.objective_name!r} takes no parameter(s) {bad}; "
-                             f"valid: {', '.join(sorted(accepted))}")
 
     def _restore(self):
         ck = load_checkpoint(self.out)
@@ -295,8 +270,7 @@ class Trainer:
         B, R = ro.response_mask.shape
         mask = ro.response_mask
         tok_sums, tok_w, step_sums, grad_norms, n_updates = {}, {}, {}, [], 0
-        diagnosed = {}
-        diagnose_now = bool(self.cfg.diagnose_every) and self.step % self.cfg.diagnose_every == 0
+        diagnosed, diagnose_now = {}, bool(self.cfg.diagnose_every) and self.step % self.cfg.diagnose_every == 0
         for _ in range(o.ppo_epochs):
             perm = torch.randperm(B, generator=self.gens["shuffle"])
             for mini in torch.tensor_split(perm, min(o.num_minibatches, B)):
@@ -377,8 +351,7 @@ class Trainer:
         return {**out, **diagnosed}
 
     def _probe(self, ro, mini, adv):
-        """Capture the probe states of mini-batch ``mini`` before its optimizer step (main rank only; the
-        subsample generator is derived from (seed, step), so a resumed run probes the same states)."""
+        """Probe states of mini-batch ``mini`` before its step (main rank; subsample seeded by seed, step)."""
         if not self.dist.is_main or not bool(ro.response_mask[mini].any()):
             return None
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_033 + self.step)
@@ -474,9 +447,4 @@ class Trainer:
         return records
 
 
-def check_finite_params(model) -> bool:
-    """True if every parameter is finite (used in tests and after resume)."""
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-__all__ = ["NonFiniteLossError", "OBJECTIVE_ALIASES", "Trainer", "resolve_objective_name", "check_finite_params"]
+__all__ = ["NonFiniteLossError", "OBJECTIVE_ALIASES", "SELECTION_OBJECTIVES", "Trainer", "resolve_objective_name"]
