@@ -23,13 +23,6 @@ from simulators.worlds import ContextualBandit, TokenBatch, make_world, state_ma
 from theory import entropy, log_policy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _pg_bandit_trajectory(means: torch.Tensor, lr: float, steps: int):
     """Exact PG from z0 = 0 on bandits ``means [B, K]``: (gap_t, π_t(a*)), each ``[steps+1, B]``."""

@@ -18,13 +18,6 @@ from theory import first_order_entropy_change, second_order_entropy_change
 objectives = pytest.importorskip("theory.objectives")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 WORLDS = ["bandit", "contextual_bandit", "mdp", "tabular_lm"]
 SMALL = dict(instances=2, seeds=2, n_states=3, n_actions=4, vocab=3, horizon=3, steps=6)
