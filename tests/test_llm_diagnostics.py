@@ -9,7 +9,6 @@ import theory as T
 from llm_rl.diagnostics import SUMMARY_KEYS, diagnose_step, top_percent_means
 from simulators.config import SimConfig
 from simulators.run import simulate
-from tolerances import ATOL_F64
 
 F64 = torch.float64
 
