@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_rl.metrics import read_metrics
+
 
 @dataclass
 class Curves:
@@ -104,7 +106,7 @@ def _llm_meta(cfg: dict) -> dict:
 
 
 def _load_llm(path: Path, cfg: dict, val_key: str = "val/acc") -> Curves:
-    recs = [json.loads(ln) for ln in (path / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    recs = read_metrics(path / "metrics.jsonl")
     if not recs:
         raise ValueError(f"{path}/metrics.jsonl is empty")
     train = [r for r in recs if r.get("entropy/train") is not None]

@@ -10,11 +10,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_float_tensor, check_mask, check_same_shape, compute_dtype
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # no host sync: an all-masked input gives 0/1 = 0 rather than an error
-    return (x * mask).sum() / mask.sum().clamp_min(1)
+from .aggregation import masked_mean
 
 
 def token_covariance(log_probs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -40,7 +36,7 @@ def token_covariance(log_probs: torch.Tensor, advantages: torch.Tensor, mask: to
     lp, adv, mf = log_probs.to(dtype), advantages.to(dtype), m.to(dtype)
     lp = torch.where(m, lp, torch.zeros_like(lp))
     adv = torch.where(m, adv, torch.zeros_like(adv))
-    cov = (lp - _masked_mean(lp, mf)) * (adv - _masked_mean(adv, mf))
+    cov = (lp - masked_mean(lp, m)) * (adv - masked_mean(adv, m))  # all-masked: means are 0, no error
     return cov * mf
 
 
