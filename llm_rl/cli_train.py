@@ -75,9 +75,13 @@ def build_config(args):
         raise ValueError("--task is required (unless --resume)")
     resolve_objective_name(args.objective)  # fail fast, listing the valid names
     knobs = parse_kv(args.knob, "--knob")
+    # file paths are saved in config.json: make them absolute so --resume / eval work from any directory
+    knobs = {k: str(Path(v).resolve()) if k.endswith("_path") and isinstance(v, str) and v else v
+             for k, v in knobs.items()}
     data = DataConfig(task=args.task, task_knobs=knobs, n_train=args.n_train, n_val=args.n_val)
     cfg = TrainConfig(
-        steps=args.steps, seed=args.seed, model=args.model, device=args.device, val_every=args.val_every,
+        steps=args.steps, seed=args.seed, model=str(Path(args.model).resolve()) if args.model else "",
+        device=args.device, val_every=args.val_every,
         val_samples=args.val_samples,
         checkpoint_every=args.checkpoint_every, diagnose_every=args.diagnose_every,
         diagnose_max_states=args.diagnose_max_states, tensorboard=args.tensorboard, data=data,

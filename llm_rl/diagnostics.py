@@ -187,7 +187,7 @@ def diagnose_step(
     # float64 reductions (ΔH of one small step is ~1e-6, below float32 rounding of H itself), in row
     # chunks so that at most a chunk of float64 [rows, V] copies exists at once
     f64 = torch.float64
-    chunk = chunk_rows or default_chunk_rows(logits_old.shape[-1])
+    chunk = chunk_rows or default_chunk_rows(logits_old.shape[-1], logits_old.device)
     parts_old, parts_new = [], []
     for a in range(0, n_states, chunk):
         zo, zn = logits_old[a:a + chunk].to(f64), logits_new[a:a + chunk].to(f64)

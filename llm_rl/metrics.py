@@ -37,6 +37,7 @@ time/rollout_s        wall seconds spent sampling (all dynamic-sampling rounds)
 time/score_s          wall seconds re-scoring the batch (old log-probs, entropy, reference)
 time/update_s         wall seconds of the PPO update
 time/val_s            wall seconds of validation (0 when not validating)
+time/diagnose_s       wall seconds of entropy-dynamics diagnostics, part of time/update_s (diagnosed steps)
 time/step_s           wall seconds of the whole step
 ====================  ============================================================================
 """
@@ -74,6 +75,7 @@ KEYS: dict[str, str] = {
     "time/score_s": "seconds re-scoring",
     "time/update_s": "seconds updating",
     "time/val_s": "seconds validating",
+    "time/diagnose_s": "seconds diagnosing (within update)",
     "time/step_s": "seconds for the whole step",
 }
 

@@ -58,7 +58,11 @@ class PretrainConfig:
     n_val: int = 256
     """number of validation prompts"""
     wrong_frac: float = 0.6
-    """probability that a training example uses a plausible wrong solution"""
+    """probability that a training example uses a plausible wrong solution (a random one-off slip)"""
+    misconception_frac: float = 0.0
+    """probability that a training example uses the task's systematic misconception
+    (``Task.misconceived_solution``, e.g. forgetting carries) where it changes the answer; above the
+    correct share it makes the greedy answer wrong on those problems, which RL can then fix"""
     steps: int = 3000
     """optimizer steps"""
     batch_size: int = 64
@@ -84,8 +88,11 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be a non-negative int, got {self.warmup_steps!r}")
-        if not 0.0 <= self.wrong_frac < 1.0:
-            raise ValueError(f"wrong_frac must be in [0, 1), got {self.wrong_frac!r}")
+        for name in ("wrong_frac", "misconception_frac"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be a fraction in [0, 1), got {getattr(self, name)!r}")
+        if self.wrong_frac + self.misconception_frac >= 1.0:
+            raise ValueError("wrong_frac + misconception_frac must be < 1 (some examples must be correct)")
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
 
@@ -118,6 +125,19 @@ def _encode_pairs(tokenizer, prompts, responses):
     return torch.cat([ids, r_ids], 1), torch.cat([amask, torch.ones_like(r_ids)], 1), r_mask, ids.shape[1]
 
 
+def _training_response(task, problem, rng: random.Random, config: PretrainConfig) -> str:
+    """Misconceived (where it applies) with prob. ``misconception_frac``, one-slip wrong with prob.
+    ``wrong_frac``, else correct."""
+    r = rng.random()
+    if r < config.misconception_frac:
+        misconceived = task.misconceived_solution(problem)
+        if misconceived is not None:
+            return misconceived
+    elif r < config.misconception_frac + config.wrong_frac:
+        return task.wrong_solution(problem, rng)
+    return task.solution(problem, rng)
+
+
 def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, progress: bool = True) -> dict:
     """Run the warm start and save model + tokenizer + ``pretrain.json`` into ``out_dir``.
 
@@ -145,8 +165,7 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, progress: bo
     bar = tqdm(range(config.steps), desc=f"pretrain {config.task}", disable=not progress)
     for _ in bar:
         batch = [train[rng.randrange(len(train))] for _ in range(config.batch_size)]
-        responses = [task.wrong_solution(p, rng) if rng.random() < config.wrong_frac else task.solution(p, rng)
-                     for p in batch]
+        responses = [_training_response(task, p, rng, config) for p in batch]
         ids, amask, rmask, P = _encode_pairs(tok, [p.prompt for p in batch], responses)
         R = ids.shape[1] - P
         logits = model(input_ids=ids, attention_mask=amask, position_ids=position_ids_from_mask(amask),

@@ -331,11 +331,15 @@ class Trainer:
                 gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                     o.grad_clip if o.grad_clip > 0 else float("inf"))
                 grad_norms.append(float(gn))
+                t_diag = time.time()
                 probe = self._probe(ro, mini, adv) if diagnose_now and n_updates == 0 else None
+                t_diag = time.time() - t_diag
                 self.optimizer.step()
                 if probe is not None:
+                    t0 = time.time()
                     diagnosed, per_state = probe.finish(self.model)
                     save_per_state(self.out, self.step, per_state)
+                    diagnosed["time/diagnose_s"] = t_diag + time.time() - t0
                 self.scheduler.step()
                 n_updates += 1
         m_ts, m_tw, m_ss = {}, {}, {}

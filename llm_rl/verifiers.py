@@ -4,12 +4,18 @@
 integer literals, ``+ - * /`` and parentheses, evaluated exactly with ``fractions.Fraction``. Anything
 else (names, calls, attribute access, huge literals, deep nesting, division by zero, syntax errors) gives
 ``None``. Every function here returns a value for *any* string and never raises.
+
+:func:`boxed_match` compares the last ``\\boxed{}`` of a response with a reference answer, using
+``math-verify`` when it is installed and usable (main thread only: its timeouts are ``signal.alarm``);
+otherwise, and always first, normalised strings and exact numbers (:func:`as_number`).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import threading
+import warnings
 from fractions import Fraction
 
 _MAX_EXPR_CHARS = 200
@@ -101,30 +107,83 @@ def _normalise_answer(s: str) -> str:
     return s
 
 
+_NUM_RE = re.compile(r"(-?)(?:\\frac\{(\d{1,30})\}\{(\d{1,30})\}"  # sign, \frac{p}{q}
+                     r"|(\d{1,30})/(\d{1,30})|(\d{0,30}\.?\d{1,30}))")  # p/q, integer or decimal
+
+
+def as_number(s: str) -> Fraction | None:
+    """Exact value of an integer, decimal, ``p/q`` or ``\\frac{p}{q}`` (optional ``-``), else ``None``."""
+    m = _NUM_RE.fullmatch(s.strip()) if isinstance(s, str) else None
+    if m is None:
+        return None
+    sign, fp, fq, p, q, dec = m.groups()
+    if dec is not None:
+        v = Fraction(dec)
+    elif int(fq or q) == 0:
+        return None
+    else:
+        v = Fraction(int(fp or p), int(fq or q))
+    return -v if sign else v
+
+
+#: math-verify's own timeout, in whole seconds, for each of its parse and compare calls
+MATH_VERIFY_TIMEOUT_S = 2
+_thread_warned = False
+
+
+def _math_verify(pred: str, gt: str) -> bool | None:
+    """math-verify's verdict (gold first, as its docs require), or ``None`` when it cannot be used.
+
+    math-verify bounds each parse/compare with ``signal.alarm`` (it resets any alarm the caller had
+    set), which only works in the main thread; elsewhere it would raise, and its wrapper would turn every
+    answer into "wrong". So outside the main thread we warn once and return ``None`` (the caller then
+    uses the string / numeric comparison) rather than run sympy without a time limit.
+    """
+    global _thread_warned
+    try:
+        import math_verify  # type: ignore
+        from math_verify.errors import TimeoutException  # type: ignore  # a BaseException
+    except ImportError:
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        if not _thread_warned:
+            _thread_warned = True
+            try:  # `-W error` must not turn this into an exception (boxed_match never raises)
+                warnings.warn("boxed_match: math-verify needs the main thread (signal-based timeouts); "
+                              "using string/numeric comparison in this thread", RuntimeWarning, stacklevel=3)
+            except Warning:
+                pass
+        return None
+    try:
+        gold = math_verify.parse("\\boxed{" + gt + "}", parsing_timeout=MATH_VERIFY_TIMEOUT_S)
+        target = math_verify.parse("\\boxed{" + pred + "}", parsing_timeout=MATH_VERIFY_TIMEOUT_S)
+        return bool(math_verify.verify(gold, target, timeout_seconds=MATH_VERIFY_TIMEOUT_S))
+    except (Exception, TimeoutException):  # an alarm landing outside math-verify's own handlers
+        return None
+
+
 def boxed_match(response: str, ground_truth: str) -> float:
     """1.0 if the last ``\\boxed{}`` in ``response`` equals ``ground_truth``, else 0.0 (never raises).
 
-    Uses ``math_verify`` (optional extra) when installed; otherwise compares normalised strings and,
-    when both parse as numbers, their numeric values.
+    Equal after light normalisation (spaces, ``$``, ``\\left``/``\\right``, ``dfrac``, a trailing
+    period) counts as a match whatever is installed. Otherwise ``math_verify`` (optional extra) decides
+    when installed and usable (main thread, see :func:`_math_verify`), else equal numeric values do.
+    An empty ground truth or box never matches.
     """
     try:
         pred = extract_boxed(response)
         if pred is None:
             return 0.0
         gt = str(ground_truth)
-        try:
-            import math_verify  # type: ignore
-
-            return float(bool(math_verify.verify(math_verify.parse("\\boxed{" + gt + "}"),
-                                                 math_verify.parse("\\boxed{" + pred + "}"))))
-        except ImportError:
-            pass
         a, b = _normalise_answer(pred), _normalise_answer(gt)
+        if not a or not b:
+            return 0.0
         if a == b:
             return 1.0
-        try:
-            return float(abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b))))
-        except ValueError:
-            return 0.0
+        verdict = _math_verify(pred, gt)
+        if verdict is not None:
+            return float(verdict)
+        x, y = as_number(a), as_number(b)
+        return float(x is not None and x == y)
     except Exception:
         return 0.0

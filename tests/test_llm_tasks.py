@@ -1,6 +1,5 @@
 """Tasks, splits and verifiers of llm_rl (fast; hypothesis-fuzzed verifiers)."""
 
-import json
 import random
 from fractions import Fraction
 
@@ -11,7 +10,7 @@ from hypothesis import strategies as st
 from llm_rl.tasks import TASKS, make_splits, make_task
 from llm_rl.verifiers import boxed_match, extract_boxed, extract_final_int, safe_eval
 
-TASK_NAMES = sorted(t for t in TASKS if t != "file")  # file-backed task tested below
+TASK_NAMES = sorted(t for t in TASKS if t != "file")  # file-backed task: tests/test_llm_prompt_file.py
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -100,21 +99,41 @@ def test_safe_eval_matches_python_arithmetic(a, b, c, ops):
     assert safe_eval(expr)[0] == val
 
 
-def test_prompt_file_task_jsonl(tmp_path):
-    rows = [{"prompt": [{"role": "user", "content": "What is 6*7?"}], "data_source": "toy",
-             "reward_model": {"ground_truth": "42"}},
-            {"prompt": "1+1?", "data_source": "toy", "reward_model": {"ground_truth": "2"}}]
-    path = tmp_path / "train.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    task = make_task("file", train_path=str(path), val_path=str(path))
-    train, val = make_splits(task, 10, 1)
-    assert [p.prompt for p in train] == ["What is 6*7?", "1+1?"] and len(val) == 1
-    assert task.verify(train[0], r"so \boxed{42}") == 1.0 and task.verify(train[0], "42") == 0.0
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"prompt": "x", "data_source": "toy"}) + "\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl: row 1: missing 'reward_model.ground_truth'"):
-        make_splits(make_task("file", train_path=str(bad), val_path=str(path)), 5, 1)
-    with pytest.raises(ValueError, match="unsupported file type"):
-        make_splits(make_task("file", train_path=str(tmp_path / "x.csv"), val_path=str(path)), 5, 1) if (tmp_path / "x.csv").write_text("a") else None
-    with pytest.raises(ValueError, match="needs the knobs"):
-        make_task("file")
+def test_arithmetic_misconception_rules():
+    """Forget units carries/borrows and subtract smaller from larger, for non-negative operands only."""
+    from llm_rl.tasks.arithmetic import _apply_misconceived
+
+    assert _apply_misconceived(18, "+", 5) == 13  # carry dropped
+    assert _apply_misconceived(13, "+", 5) == 18  # no carry: correct
+    assert _apply_misconceived(13, "-", 5) == 18  # borrow dropped
+    assert _apply_misconceived(2, "-", 5) == 3  # smaller from larger
+    assert _apply_misconceived(3, "-", 12) == 19  # both: 12 - 3 with the borrow dropped
+    assert _apply_misconceived(-4, "+", 8) == 4  # negative operand: correct
+    task = make_task("arithmetic")
+    rng = random.Random(0)
+    n_applies = 0
+    for _ in range(300):
+        p = task.sample(rng)
+        wrong = task.misconceived_solution(p)
+        if wrong is None:
+            continue
+        n_applies += 1
+        assert task.verify(p, wrong) == 0.0 and wrong.count("#") == 1
+    assert 0.4 < n_applies / 300 < 0.9  # default knobs: about two thirds of problems are affected
+    assert make_task("countdown").misconceived_solution(make_task("countdown").sample(rng)) is None
+
+
+def test_pretrain_mixture_fractions():
+    from llm_rl.pretrain import PretrainConfig, _training_response
+
+    with pytest.raises(ValueError, match="must be < 1"):
+        PretrainConfig(wrong_frac=0.5, misconception_frac=0.5)
+    with pytest.raises(ValueError, match="fraction"):
+        PretrainConfig(misconception_frac=1.5)
+    cfg = PretrainConfig(wrong_frac=0.2, misconception_frac=0.5)
+    task, rng = make_task("arithmetic"), random.Random(1)
+    p = next(q for q in iter(lambda: task.sample(rng), None) if task.misconceived_solution(q) is not None)
+    draws = [_training_response(task, p, rng, cfg) for _ in range(4000)]
+    share = {k: sum(d == v for d in draws) / len(draws)
+             for k, v in (("misconceived", task.misconceived_solution(p)), ("correct", task.solution(p, rng)))}
+    assert abs(share["misconceived"] - 0.5) < 0.04 and abs(share["correct"] - 0.3) < 0.04, share

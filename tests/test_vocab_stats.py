@@ -51,3 +51,67 @@ def test_bad_inputs_raise():
         vocab_stats(z, d[:, :5])
     with pytest.raises(ValueError, match="finite entry"):
         vocab_stats(torch.full((2, 3), float("-inf")))
+
+
+@pytest.mark.parametrize("tiles", [1, 2, 3, 7])
+def test_vocab_tiles_equal_reference(tiles):
+    z, d = _case(dtype=torch.float64)
+    got, ref = vocab_stats(z, d, chunk_rows=6, vocab_tiles=tiles), vocab_stats_reference(z, d)
+    for k in ref:
+        assert torch.allclose(got[k], ref[k], atol=ATOL_F64, rtol=0), (k, tiles)
+
+
+def test_float32_common_shift_of_delta_is_harmless():
+    """Softmax ignores a common shift of δ, so ΔH predictions must too — in float32, where forming
+    products with an offset of 1e3 before centring would lose ~4 digits."""
+    z, d = _case()
+    ref = vocab_stats_reference(z, d)
+    got = vocab_stats(z, d + 1e3, chunk_rows=8)
+    for k in ("first_order", "second_order"):
+        assert torch.allclose(got[k].double(), ref[k], atol=ATOL_F32, rtol=ATOL_F32), k
+
+
+def test_input_is_not_modified_and_non_finite_rows_are_named():
+    z, d = _case()
+    z0, d0 = z.clone(), d.clone()
+    vocab_stats(z, d, chunk_rows=4)
+    assert torch.equal(z, z0) and torch.equal(d, d0)
+    z[5, 7] = float("nan")
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        vocab_stats(z)
+    with pytest.raises(ValueError, match="delta contains inf"):
+        vocab_stats(z0, d0.index_fill(1, torch.tensor([3]), float("inf")))
+
+
+def _peak_extra_bytes(fn):
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                            if e.name() == "[memory]"):
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def test_peak_extra_memory_is_bounded_by_two_chunks():
+    """The issue's memory target: at most two [chunk_rows, V] float32 buffers, whatever the row count."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(64, 4096, generator=g).bfloat16()
+    d = (torch.randn(64, 4096, generator=g) * 1e-3).bfloat16()
+    chunk = 4
+    peak = _peak_extra_bytes(lambda: vocab_stats(z, d, chunk_rows=chunk))
+    assert peak <= 2 * chunk * 4096 * 4
+    naive = _peak_extra_bytes(lambda: vocab_stats_reference(z, d))
+    assert naive > 8 * peak  # the unchunked float64 formulas hold many [rows, V] copies
+
+
+@pytest.mark.slow
+def test_compiled_pass_equals_reference():
+    z, d = _case()
+    ref = vocab_stats_reference(z, d)
+    got = vocab_stats(z, d, chunk_rows=8, compiled=True)  # 37 rows: exercises the padded tail chunk
+    for k in ref:
+        assert torch.allclose(got[k].double(), ref[k], atol=ATOL_F32, rtol=ATOL_F32), k

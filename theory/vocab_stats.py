@@ -10,11 +10,15 @@ over row chunks computes per row:
 
 Naive equivalent (what :func:`vocab_stats_reference` computes in float64, materialising [rows, V]):
 ``ell = log_softmax(z); p = ell.exp(); H = -(p*ell).sum(-1)``, ``theory.first_order_entropy_change(z, δ)``
-and ``theory.second_order_entropy_change(z, δ)``. The chunked pass never holds more than a few
-``[chunk_rows, V]`` float32 temporaries; ``compiled=True`` fuses the chunk body with ``torch.compile``
-(falls back to eager when compilation is unavailable).
+and ``theory.second_order_entropy_change(z, δ)``. The chunked pass rewrites all of them through eight
+raw moments of e = exp(z − max z) (:func:`_tile_moments`, :func:`_stats_from_moments`): per element one
+max, one exp and eight streaming sums. Row chunks, split into vocabulary tiles in eager mode, bound the
+extra memory to 1.5 ``[chunk_rows, V]`` buffers. ``compiled=True`` fuses the moment sums with
+``torch.compile`` into one loop over the row after the max, close to the cost of one ``logsumexp``
+(benchmarks/diagnostics_cost.py); it falls back to eager when compilation is unavailable.
 
-All moments are taken on shifted logits z − max z, which keeps float32 sums accurate.
+Accuracy: every product is formed from z − max z ≤ 0 and from δ − δ[argmax z], so neither a large logit
+offset nor a common shift of δ (softmax-invariant) enters a cancellation.
 """
 
 from __future__ import annotations
@@ -30,49 +34,99 @@ STAT_NAMES = ("log_z", "entropy", "sum_p2", "sum_p2_logp")
 STEP_STAT_NAMES = ("first_order", "second_order")
 
 
-def _chunk_body(z: torch.Tensor, d: torch.Tensor | None):
-    """Reductions for one chunk ``z [r, V]`` (compute dtype), optional ``d [r, V]``."""
-    m = z.amax(-1, keepdim=True)
-    zc = z - m  # ≤ 0, −inf at masked entries
-    e = torch.exp(zc)
-    s = e.sum(-1, keepdim=True)
-    log_s = torch.log(s)
-    p = e / s
-    ell = torch.where(p > 0, zc - log_s, torch.zeros_like(zc))  # ℓ, 0 where π = 0 (masked)
-    pl = p * ell
-    h = -pl.sum(-1)
-    out = [(m + log_s).squeeze(-1), h, (p * p).sum(-1), (p * pl).sum(-1)]
+def _tile_moments(z, d, m, d_ref, dtype: torch.dtype) -> torch.Tensor:
+    """Raw moments of one ``[r, Vt]`` tile of logits ``z`` (and logit change ``d``), in ``dtype``.
+
+    With the row max ``m`` and δ_ref = δ[argmax z] of the whole row, u = z − m ≤ 0, e = exp(u) and
+    δ' = δ − δ_ref, returns ``[r, 4]`` (``[r, 8]`` with ``d``) sums over the tile's columns:
+
+        Σ e,  Σ e u,  Σ e²,  Σ e² u  [,  Σ e δ',  Σ e u δ',  Σ e δ'²,  Σ e u δ'²]
+
+    Sums over disjoint tiles add up to the row's sums. Masked (−inf) entries are clamped to −1e30, where
+    e = 0 and every product is 0. Buffers: u (→ e·u → e·u·δ'), e (→ e·δ'), δ', each ``[r, Vt]``.
+    """
+    u = z.to(dtype, copy=True)
+    u.sub_(m).clamp_min_(-1e30)
+    e = torch.exp(u)
+    eu = u.mul_(e)
+    cols = [e.sum(-1), eu.sum(-1), _dot(e, e), _dot(eu, e)]
     if d is not None:
-        d = torch.where(p > 0, d, torch.zeros_like(d))
-        ed = (p * d).sum(-1, keepdim=True)
-        dc = d - ed
-        lh = ell + h.unsqueeze(-1)  # ℓ + H (E_π[ℓ + H] = 0)
-        pdc = p * dc
-        first = -(lh * pdc).sum(-1)
-        var = (pdc * dc).sum(-1)
-        coskew = (lh * pdc * dc).sum(-1)
-        out += [first, first - 0.5 * (var + coskew)]
-    return tuple(out)
+        dd = d.to(dtype, copy=True).sub_(d_ref)
+        cols += [_dot(e, dd), _dot(eu, dd), _dot(e.mul_(dd), dd), _dot(eu.mul_(dd), dd)]
+    return torch.stack(cols, -1)
+
+
+def _stats_from_moments(m: torch.Tensor, mom: torch.Tensor) -> list[torch.Tensor]:
+    """Per-row statistics from the row max ``m [r]`` and the summed raw moments ``mom [r, 4|8]``.
+
+    With s = Σ e (π = e / s, ℓ = u − log s), a = Σ e u / s = E_π u, μ = E_π δ':
+
+        log Z = m + log s        H = log s − a        Σ π² = Σ e² / s²
+        Σ π² ℓ = (Σ e² u − log s · Σ e²) / s²
+        Cov_π(ℓ, δ) = Σ e u δ' / s − a μ                Var_π(δ) = Σ e δ'² / s − μ²
+        E_π[(ℓ + H)(δ − E_π δ)²] = Σ e u δ'² / s − a Σ e δ'² / s − 2 μ Cov_π(ℓ, δ)
+
+    (ℓ + H = u − a). Returns ``[log_z, entropy, sum_p2, sum_p2_logp(, first_order, second_order)]``.
+    """
+    s, log_s = mom[:, 0], torch.log(mom[:, 0])
+    a = mom[:, 1] / s
+    out = [m + log_s, log_s - a, mom[:, 2] / s**2, (mom[:, 3] - log_s * mom[:, 2]) / s**2]
+    if mom.shape[1] == 8:
+        mu = mom[:, 4] / s
+        cov = mom[:, 5] / s - a * mu
+        m2 = mom[:, 6] / s
+        coskew = mom[:, 7] / s - a * m2 - 2 * mu * cov
+        out += [-cov, -cov - 0.5 * ((m2 - mu * mu) + coskew)]
+    return out
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Row-wise Σ_v x y for ``[r, V]`` inputs. Eager on CPU: one BLAS dot per row (fastest there, and no
+    ``[r, V]`` temporary); otherwise ``vecdot``, which ``torch.compile`` fuses into the row loop."""
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        return torch.stack([torch.dot(a, b) for a, b in zip(x, y)])
+    return torch.linalg.vecdot(x, y)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_body():
-    return torch.compile(_chunk_body, dynamic=False)
+def _compiled_moments():
+    return torch.compile(_tile_moments, dynamic=False)
 
 
-def _check(logits, delta):
-    check_float_tensor(logits, "logits", min_dim=2, allow_neg_inf=True)
+def _check(logits, delta, *, values: bool = True):
+    """Type, rank and shape checks; with ``values`` also the full NaN/inf/masked-row scan."""
+    check_float_tensor(logits if values else logits[:0], "logits", min_dim=2, allow_neg_inf=True)
     if logits.dim() != 2:
         raise ValueError(f"logits must be [rows, V], got shape {tuple(logits.shape)}; flatten leading dims")
-    if logits.shape[-1] < 1 or torch.isneginf(logits).all(-1).any():
+    if logits.shape[-1] < 1 or (values and torch.isneginf(logits).all(-1).any()):
         raise ValueError("every row of logits needs at least one finite entry")
     if delta is not None:
-        check_float_tensor(delta, "delta", min_dim=2)
+        check_float_tensor(delta if values else delta[:0], "delta", min_dim=2)
         check_same_shape(logits, delta, "logits", "delta")
 
 
-def default_chunk_rows(vocab: int, budget_elems: int = 1 << 22) -> int:
-    """Rows per chunk so that one ``[rows, V]`` float32 temporary holds ≈ ``budget_elems`` (16 MiB)."""
+def _raise_for_bad_rows(logits, delta, out) -> None:
+    """Value check after the pass: NaN/±inf inputs (and all-masked rows) make their row's results
+    non-finite, so a full scan is needed only on those rows, to name the problem."""
+    finite = torch.stack([torch.isfinite(v) for v in out.values()]).all(0)
+    if bool(finite.all()):
+        return
+    bad = (~finite).nonzero().squeeze(-1)
+    _check(logits[bad], None if delta is None else delta[bad])
+    raise ValueError(f"non-finite result in {bad.numel()} row(s) (first: row {int(bad[0])}) although the "
+                     "inputs are finite: values too large for the compute dtype; use compute_dtype=torch.float64")
+
+
+def default_chunk_rows(
+    vocab: int, device: torch.device | str | None = None, budget_elems: int | None = None
+) -> int:
+    """Rows per chunk so that one ``[rows, V]`` float32 temporary holds about ``budget_elems`` elements.
+
+    Default budget: 2^20 elements (4 MiB, cache-sized: the eager CPU pass re-reads each chunk several
+    times) on CPU, 2^24 (64 MiB) on accelerators, where fewer, larger launches matter more.
+    """
+    if budget_elems is None:
+        budget_elems = 1 << 20 if torch.device(device or "cpu").type == "cpu" else 1 << 24
     return max(1, budget_elems // max(vocab, 1))
 
 
@@ -83,6 +137,7 @@ def vocab_stats(
     chunk_rows: int | None = None,
     compiled: bool = False,
     compute_dtype: torch.dtype | None = None,
+    vocab_tiles: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-row vocabulary reductions in one chunked pass (see module docstring for the formulas).
 
@@ -94,38 +149,50 @@ def vocab_stats(
       compute_dtype: float32 or float64; default float32 (float64 if given float64). Use float64 when
         differences of entropies matter: float32 entropies carry ~1e-7 relative rounding, as large as the
         entropy change of a small optimizer step.
+      vocab_tiles: split each chunk's columns into this many tiles (default 2 in eager mode, where a
+        tile holds three ``[chunk_rows, V / tiles]`` buffers, so the peak extra memory is 1.5 chunks of
+        ``[chunk_rows, V]``; 1 when ``compiled``, whose fused loop holds no ``[rows, V]`` buffer).
     Returns:
       dict of ``[rows]`` tensors: ``log_z, entropy, sum_p2, sum_p2_logp`` and, with ``delta``,
       ``first_order, second_order`` (predicted ΔH), in the compute dtype.
     """
-    _check(logits, delta)
+    _check(logits, delta, values=False)  # value checks: after the pass, on non-finite rows only
     rows, vocab = logits.shape
-    chunk = chunk_rows or default_chunk_rows(vocab)
+    chunk = chunk_rows or default_chunk_rows(vocab, logits.device)
     if chunk < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk}")
     dtype = compute_dtype or (torch.float64 if logits.dtype == torch.float64 else torch.float32)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"compute_dtype must be torch.float32 or torch.float64, got {dtype}")
-    body = _chunk_body
+    tiles = vocab_tiles or (1 if compiled else 2)
+    if tiles < 1:
+        raise ValueError(f"vocab_tiles must be >= 1, got {tiles}")
+    width = -(-vocab // tiles)
+    moments = _tile_moments
     if compiled:
         try:
-            body = _compiled_body()
+            moments = _compiled_moments()
         except Exception as err:  # pragma: no cover - depends on the toolchain
             warnings.warn(f"torch.compile unavailable ({err}); using the eager chunk body", stacklevel=2)
     names = STAT_NAMES + (STEP_STAT_NAMES if delta is not None else ())
     out = {k: torch.empty(rows, dtype=dtype, device=logits.device) for k in names}
     for start in range(0, rows, chunk):
         sl = slice(start, min(start + chunk, rows))
-        z = logits[sl].to(dtype)
-        d = None if delta is None else delta[sl].to(dtype)
+        z = logits[sl]
+        d = None if delta is None else delta[sl]
         if compiled and z.shape[0] != chunk:  # pad the tail so the compiled kernel sees one shape
             pad = chunk - z.shape[0]
             z = torch.cat([z, z.new_zeros(pad, vocab)])
             d = None if d is None else torch.cat([d, d.new_zeros(pad, vocab)])
-        res = body(z, d)
+        m, arg = z.max(-1, keepdim=True)  # exact in the input dtype; NaN rows stay NaN
+        m = m.to(dtype)
+        d_ref = None if d is None else d.gather(-1, arg).to(dtype)
+        mom = sum(moments(z[:, c:c + width], None if d is None else d[:, c:c + width], m, d_ref, dtype)
+                  for c in range(0, vocab, width))
         n = sl.stop - sl.start
-        for k, v in zip(names, res):
+        for k, v in zip(names, _stats_from_moments(m.squeeze(-1), mom)):
             out[k][sl] = v[:n]
+    _raise_for_bad_rows(logits, delta, out)
     return out
 
 

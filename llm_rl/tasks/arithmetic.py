@@ -3,7 +3,10 @@
 Prompt ``"12+7-5="``; correct response ``"19#14"``: the running results of every step but the last,
 separated by ``,``, then ``#`` and the final answer. The verifier reads the integer after the last ``#``.
 A plausible wrong solution makes one slip (off by 1, 2 or 10 — a carry/borrow error) at a random step
-and then continues correctly from the wrong value.
+and then continues correctly from the wrong value. The systematic misconception (used by the warm start to
+make the *greedy* answer wrong on some problems, see ``PretrainConfig.misconception_frac``) forgets every
+carry and borrow of the units column and always subtracts the smaller number from the larger: ``18+5``
+gives 13, ``13-5`` gives 18, ``2-5`` gives 3 and ``3-12`` gives 19 (non-negative operands only).
 
 Difficulty knobs: ``n_terms`` (number of operands), ``max_operand``, ``ops`` (subset of ``"+-*"``).
 """
@@ -21,6 +24,17 @@ _SLIPS = (-10, -2, -1, 1, 2, 10)
 
 def _apply(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def _apply_misconceived(a: int, op: str, b: int) -> int:
+    """``a op b`` by a solver who, for a, b >= 0, drops the units-column carry (+) or borrow (−) and
+    always subtracts the smaller number from the larger (``2-5`` gives 3, ``3-12`` gives 19)."""
+    if a < 0 or b < 0 or op == "*":
+        return _apply(a, op, b)
+    if op == "+":
+        return a + b - 10 if a % 10 + b % 10 >= 10 else a + b
+    hi, lo = max(a, b), min(a, b)
+    return hi - lo + 10 if hi % 10 < lo % 10 else hi - lo
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,13 @@ class ArithmeticTask(Task):
         prompt = str(nums[0]) + "".join(o + str(n) for o, n in zip(ops, nums[1:])) + "="
         steps = self._steps(nums, ops)
         return Problem(prompt, steps[-1], {"nums": tuple(nums), "ops": tuple(ops)})
+
+    def misconceived_solution(self, problem: Problem) -> str | None:
+        acc, out = problem.meta["nums"][0], []
+        for o, n in zip(problem.meta["ops"], problem.meta["nums"][1:]):
+            acc = _apply_misconceived(acc, o, n)
+            out.append(acc)
+        return None if out[-1] == problem.answer else self._format(out)
 
     @staticmethod
     def _steps(nums, ops, slip_at: int = -1, slip: int = 0) -> list[int]:

@@ -44,6 +44,11 @@ class Task:
         """A well-formed but incorrect response resembling a typical mistake."""
         raise NotImplementedError
 
+    def misconceived_solution(self, problem: Problem) -> str | None:
+        """The response of a solver with one systematic, learnable misconception (e.g. forgetting carries),
+        or None where it gives the right answer or the task defines none (the default)."""
+        return None
+
     def verify(self, problem: Problem, response: str) -> float:  # pragma: no cover - abstract
         """1.0 if ``response`` solves ``problem``, else 0.0; never raises."""
         raise NotImplementedError
