@@ -20,8 +20,9 @@ def write_llm_run(out, *, objective: str = "grpo", seed: int = 0, steps: int = 6
                   a: float = 0.3, b: float = 0.9, h0: float = 1.0, h_end: float = 0.1, tau: float = 10.0,
                   noise: float = 0.0, size_name: str | None = None, size: int | None = None,
                   params: dict | None = None, entropy_coef: float = 0.0, ref_kl_coef: float = 0.0,
-                  resp_len: float = 5.0, tags: dict | None = None) -> Path:
-    """Write a hand-made LLM run directory and return it."""
+                  resp_len: float = 5.0, tags: dict | None = None, diagnose_every: int = 0) -> Path:
+    """Write a hand-made LLM run directory and return it. With ``diagnose_every`` > 0, every such step
+    also carries real :func:`llm_rl.diagnostics.diagnose_step` output on seeded random logits."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -37,6 +38,8 @@ def write_llm_run(out, *, objective: str = "grpo", seed: int = 0, steps: int = 6
         if s < steps:
             rec.update({"entropy/train": float(H[s]), "cov/batch_mean": float((H[s] - H[s + 1]) / 0.1),
                         "rollout/response_len": resp_len + 0.01 * s, "reward/raw_mean": 0.2 + 0.005 * s})
+        if diagnose_every and s < steps and s % diagnose_every == 0:
+            rec.update(_diagnosed(out, s, rng))
         if s % val_every == 0 or s == steps:
             rec["val/acc"] = float(-a * np.exp(H[s]) + b + noise * rng.standard_normal())
             rec["val/acc_t1"] = rec["val/acc"] - 0.05
@@ -50,6 +53,22 @@ def write_llm_run(out, *, objective: str = "grpo", seed: int = 0, steps: int = 6
     if spec_tags:
         atomic_write_json(out / "spec.json", {"tags": spec_tags})
     return out
+
+
+def _diagnosed(out: Path, step: int, rng, states: int = 24, vocab: int = 7, samples: int = 40) -> dict:
+    """``diag/*`` keys of one synthetic diagnosed update (the per-state file is written too)."""
+    import torch
+
+    from llm_rl.diagnostics import diagnose_step, save_per_state
+
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    z = torch.randn(states, vocab, generator=g, dtype=torch.float64) * 2
+    z_new = z + 0.01 * torch.randn(states, vocab, generator=g, dtype=torch.float64)
+    idx = torch.randint(states, (samples,), generator=g)
+    summary, per_state = diagnose_step(z, z_new, torch.randint(vocab, (samples,), generator=g),
+                                       torch.randn(samples, generator=g, dtype=torch.float64), idx, idx % 5)
+    save_per_state(out, step, per_state)
+    return summary
 
 
 def write_sim_run(out, **config) -> Path:

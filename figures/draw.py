@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .fig_collapse import plot_collapse
 from .fig_covariance import plot_covariance
+from .fig_dynamics import has_diagnostics, plot_dynamics
 from .fig_law import plot_law
 from .fig_methods import METHOD_ORDER, plot_methods
 from .fig_prediction import plot_prediction
@@ -20,7 +21,7 @@ from .fig_sweeps import SWEEPS, plot_sweep
 from .fig_theory import plot_theory
 from .runs import Curves, load_curves
 
-FIGURES = ("collapse", "law", "prediction", "covariance", "methods", "sweeps", "theory")
+FIGURES = ("collapse", "law", "prediction", "covariance", "dynamics", "methods", "sweeps", "theory")
 
 
 def _plain(c: Curves) -> bool:
@@ -51,6 +52,8 @@ def select(curves: list[Curves]) -> dict[str, list[Path]]:
                 runs += [c for c in pool if c.meta["objective"] == sweep and _plain(c) and c not in runs
                          and (tag or same(c)) and c.meta.get("seed", 0) == 0]
             sel[f"sweep_{sweep}{tag}"] = bases + runs if runs else []
+    diagnosed = {c.path: c for c in main_base + methods if has_diagnostics(c.path)}  # GRPO baseline first
+    sel["dynamics"] = list(diagnosed.values())
     sel["theory_step"] = sim_pg
     sel["theory_scatter"] = sim_base[:1] + (main_base[:1] or base[:1])
     return {k: [c.path for c in v] for k, v in sel.items()}
@@ -87,6 +90,7 @@ def draw_all(run_dirs, out: str | Path, pdf: bool = False, only: tuple[str, ...]
     for name in ("prediction", "prediction_sim"):
         draw(name, plot_prediction)
     draw("covariance", plot_covariance)
+    draw("dynamics", plot_dynamics)
     for name in ("methods", "methods_sim"):
         draw(name, plot_methods)
     for sweep in SWEEPS:

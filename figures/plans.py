@@ -7,21 +7,19 @@ Tags say which figure reads a run: ``group`` in {``law`` (sizes, paper Figs. 1, 
 
 LLM runs use the settings under which ``benchmarks/entropy_collapse.py`` shows the paper's phenomenon on
 this machine: the ``arithmetic`` task (operands 0..12), the default warm start (``llm_rl.pretrain``
-defaults: 3000 steps, 60% plausible wrong solutions), RL lr 1e-4, 16 prompts x 8 responses, 8 optimizer
-mini-batches per rollout step (the paper's 8 updates per step), dynamic sampling. There (200 steps, 3
-seeds) GRPO took T=0.6 accuracy 69% -> 95% and training entropy 0.435 -> 0.118 (-73%, mostly in the first
-third). This toy has ~1 "forking" token in 5, far more than an LLM's chain of thought, so the paper's
-token fractions (2e-4, 2e-3) select ~0 tokens per mini-batch: KL-Cov uses k = 0.2 and beta = 5 and
-Clip-Cov r = 0.2 (both need ``allow_large_ratio``); with them KL-Cov ended at 3.2x GRPO's entropy.
+defaults: 3000 steps; 20% correct, 25% one-slip wrong and 55% systematically misconceived solutions, so
+greedy accuracy starts at 40%), RL lr 1e-4, 16 prompts x 8 responses, 8 optimizer mini-batches per
+rollout step (the paper's 8 updates per step), dynamic sampling, and per-state entropy-dynamics diagnostics
+every 10 steps. There (200 steps, 3 seeds, 242 s) GRPO took greedy accuracy 40% -> 92%, T=0.6 accuracy
+47% -> 91% and training entropy 0.340 -> 0.094 (-72%, 62% of the fall in the first third). This toy has ~1
+"forking" token in 5, far more than an LLM's chain of thought, so the paper's token fractions (2e-4, 2e-3)
+select ~0 tokens per mini-batch: KL-Cov uses k = 0.2 and beta = 5 and Clip-Cov r = 0.2 (both need
+``allow_large_ratio``); with them KL-Cov ended at 3.1x GRPO's entropy.
 
 ``quick``: one warm start (the default model, ``m96``), GRPO and KL-Cov with 2 seeds each at 100 steps
 (validation every 5), the simulator runs sharing the cores with the warm start; no size runs, so the
 size-scaling claim (Fig. 7), Clip-Cov / clip-higher and the entropy-control sweeps read "not measured in
-quick". Measured 2026-11-26 from an empty cache on 2 cores shared with another job (load 3-4): 8.8 min
-(warm start 320 s with the simulator runs beside it, four trainings 195 s, report 10 s); GRPO entropy
--68%, T=0.6 accuracy 73% -> 92%, KL-Cov 2.5x GRPO's final entropy. Greedy validation accuracy of this
-warm start is ~98-99% (saturated), so the report scores LLM runs by T=0.6 sampled accuracy
-(``val/acc_sampled``) and says so (:func:`figures.report.llm_primary_score`).
+quick". Its wall time from an empty model cache is in the report and in README.md.
 ``full``: the same settings with 300 steps, 3 seeds of GRPO / clip-higher / Clip-Cov / KL-Cov at m96,
 GRPO at five sizes (3000-step warm starts each) for the law and its size scaling, and the sweeps.
 Cost estimates (``est_s``) are one-core seconds measured on the development machine.
@@ -46,6 +44,7 @@ METHOD_PARAMS = {  # token fractions sized for this toy (see the module docstrin
     "kl_cov": ["--param", "kl_ratio=0.2", "--param", "kl_coef=5.0", "--param", "allow_large_ratio=true"],
 }
 RL_ARGS = ["--lr", "1e-4", "--minibatches", "8"]  # the collapse benchmark's settings, stated explicitly
+DIAGNOSE_EVERY = 10  # per-state entropy-dynamics diagnostics (fig_dynamics; ~6% of a diagnosed step)
 QUICK = {"steps": 100, "val_every": 5, "seeds": {"grpo": (0, 1), "kl_cov": (0, 1)}}
 FULL = {"steps": 300, "val_every": 10,
         "seeds": {o: (0, 1, 2) for o in ("grpo", "clip_higher", "clip_cov", "kl_cov")}}
@@ -63,7 +62,7 @@ def _train(name: str, size: str, objective: str, seed: int, steps: int, val_ever
            extra: list[str] | tuple = (), **tags) -> Spec:
     args = ["--task", TASK, "--model", MODEL_PLACEHOLDER, "--objective", objective, "--steps", str(steps),
             "--seed", str(seed), "--val-every", str(val_every), "--n-val", "128",
-            "--checkpoint-every", str(steps), *RL_ARGS, *METHOD_PARAMS.get(objective, []), *extra]
+            "--checkpoint-every", str(steps), "--diagnose-every", str(DIAGNOSE_EVERY), *RL_ARGS, *METHOD_PARAMS.get(objective, []), *extra]
     return Spec(name, "train", tuple(args), needs=f"pretrain-{size}",
                 tags={"size_name": size, "objective": objective, "seed": seed, **tags}, est_s=est)
 

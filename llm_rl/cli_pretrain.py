@@ -25,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per step")
     parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    parser.add_argument("--wrong-frac", type=float, default=d.wrong_frac,
-                        help=f"fraction of plausible wrong solutions in the data (default {d.wrong_frac})")
+    parser.add_argument("--wrong-frac", type=float, default=None,
+                        help="fraction of one-slip wrong solutions in the data (default: the task's)")
+    parser.add_argument("--misconception-frac", type=float, default=None,
+                        help="fraction of systematically misconceived solutions (default: the task's)")
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation / data-sampling seed")
     parser.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the train/val splits")
     parser.add_argument("--n-train", type=int, default=d.n_train, help="training prompts")
@@ -42,7 +44,8 @@ def config_from_args(args) -> "PretrainConfig":
     from .pretrain import PretrainConfig
 
     return PretrainConfig(task=args.task, task_knobs=parse_kv(args.knob, "--knob"), steps=args.steps,
-                          batch_size=args.batch_size, lr=args.lr, wrong_frac=args.wrong_frac, seed=args.seed,
+                          batch_size=args.batch_size, lr=args.lr, wrong_frac=args.wrong_frac,
+                          misconception_frac=args.misconception_frac, seed=args.seed,
                           split_seed=args.split_seed, n_train=args.n_train, n_val=args.n_val, model_sizes=parse_kv(args.model_size, "--model-size"))
 
 

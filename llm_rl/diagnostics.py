@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,7 @@ class StepProbe:
 
     def __init__(self, model, input_ids, attention_mask, response_mask, prompt_len, advantages, groups, *,
                  max_states: int, generator: torch.Generator, autocast=None):
+        t0 = time.perf_counter()
         self.p = probe_states(input_ids, response_mask, prompt_len, max_states=max_states, generator=generator)
         self.inputs, self.autocast = (input_ids, attention_mask, prompt_len), autocast
         self.z_old = self._logits(model)
@@ -117,14 +119,22 @@ class StepProbe:
         self.tokens = input_ids.cpu()[rows, prompt_len + cols]
         self.adv = advantages.detach().cpu()[rows, cols]
         self.groups = groups.cpu()[rows]
+        self.seconds = time.perf_counter() - t0
 
     def _logits(self, model):
         return state_logits(model, *self.inputs, self.p["state_rows"], self.p["state_cols"], autocast=self.autocast)
 
-    def finish(self, model) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-        """Diagnose the step just taken (call right after ``optimizer.step()``)."""
-        return diagnose_step(self.z_old, self._logits(model), self.tokens, self.adv, self.p["state_index"],
-                             self.groups)
+    def finish(self, model, run_dir=None, step: int = 0) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """Diagnose the step just taken (call right after ``optimizer.step()``); with ``run_dir``, also
+        save the per-state arrays as step ``step``. The summary includes ``time/diagnose_s``, the wall
+        time of the probe before the step, this call and the save."""
+        t0 = time.perf_counter()
+        summary, per_state = diagnose_step(self.z_old, self._logits(model), self.tokens, self.adv,
+                                           self.p["state_index"], self.groups)
+        if run_dir is not None:
+            save_per_state(run_dir, step, per_state)
+        summary["time/diagnose_s"] = self.seconds + time.perf_counter() - t0
+        return summary, per_state
 
 
 def _r2(obs: torch.Tensor, pred: torch.Tensor) -> float:

@@ -2,10 +2,14 @@
 
 The RL experiments need a *starting policy that is uncertain*: if it always answered correctly (or never),
 every GRPO group would have zero reward variance and nothing would be learned. So the warm start trains
-on a mixture: for each training prompt, with probability ``1 - wrong_frac`` its correct scratchpad
-solution, otherwise a plausible wrong one (one slip, see the task modules). A model that fits this
-mixture puts mass on both, giving validation accuracy well inside (0, 1) and non-trivial token entropy at
-the positions where slips happen.
+on a mixture: for each training prompt, with probability ``misconception_frac`` the answer of a solver
+with a systematic, learnable misconception (arithmetic: forgotten carries, see the task module; where it
+gives the right answer anyway, the correct solution), with probability ``wrong_frac`` a plausible wrong
+one (one random slip), otherwise the correct scratchpad solution. A model that fits this mixture puts
+mass on all of them: sampled accuracy well inside (0, 1), non-trivial token entropy where slips and
+misconceptions diverge, and — since the misconception outweighs the correct answer where it applies — a
+*greedy* answer that is wrong on those problems, as for a base model whose top answer is often wrong.
+Defaults per task: ``Task.warm_start_mix``.
 
 Simplifications: plain next-token cross-entropy on response tokens only (prompt tokens are context),
 AdamW with linear warm-up then cosine decay, fixed number of steps, no early stopping.
@@ -57,10 +61,11 @@ class PretrainConfig:
     """number of training prompts"""
     n_val: int = 256
     """number of validation prompts"""
-    wrong_frac: float = 0.6
-    """probability that a training example uses a plausible wrong solution (a random one-off slip)"""
-    misconception_frac: float = 0.0
-    """probability that a training example uses the task's systematic misconception
+    wrong_frac: float | None = None
+    """probability that a training example uses a plausible wrong solution (a random one-off slip);
+    None: the task's default (``Task.warm_start_mix``)"""
+    misconception_frac: float | None = None
+    """None: the task's default (``Task.warm_start_mix``); else the probability that a training example uses the task's systematic misconception
     (``Task.misconceived_solution``, e.g. forgetting carries) where it changes the answer; above the
     correct share it makes the greedy answer wrong on those problems, which RL can then fix"""
     steps: int = 3000
@@ -81,7 +86,11 @@ class PretrainConfig:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of: {', '.join(sorted(TASKS))}")
-        make_task(self.task, **self.task_knobs)  # validates knobs
+        task = make_task(self.task, **self.task_knobs)  # validates knobs
+        if self.wrong_frac is None:
+            self.wrong_frac = task.warm_start_mix[0]
+        if self.misconception_frac is None:
+            self.misconception_frac = task.warm_start_mix[1]
         for name in ("n_train", "n_val", "steps", "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
@@ -89,7 +98,7 @@ class PretrainConfig:
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be a non-negative int, got {self.warmup_steps!r}")
         for name in ("wrong_frac", "misconception_frac"):
-            if not 0.0 <= getattr(self, name) < 1.0:
+            if not isinstance(getattr(self, name), (int, float)) or not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be a fraction in [0, 1), got {getattr(self, name)!r}")
         if self.wrong_frac + self.misconception_frac >= 1.0:
             raise ValueError("wrong_frac + misconception_frac must be < 1 (some examples must be correct)")

@@ -46,3 +46,19 @@ def build_char_tokenizer(alphabet: str = ALPHABET) -> PreTrainedTokenizerFast:
     )
     tok.model_max_length = 512
     return tok
+
+
+def warn_unknown_characters(tokenizer, texts: list[str]) -> int:
+    """Warn once when some ``texts`` contain characters the tokenizer maps to its unknown token (the model
+    cannot tell them apart, e.g. non-ASCII text given to the character tokenizer); return how many do."""
+    import warnings
+
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not texts:
+        return 0
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    bad = [t for t, i in zip(texts, ids) if unk in i]
+    if bad:
+        warnings.warn(f"{len(bad)} of {len(texts)} prompts contain characters the tokenizer encodes as "
+                      f"{tokenizer.unk_token} (first: {bad[0][:60]!r})", stacklevel=2)
+    return len(bad)

@@ -50,7 +50,7 @@ from theory.runio import save_run_config
 from .advantages import group_advantages, zero_variance_groups
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .diagnostics import StepProbe, save_per_state
+from .diagnostics import StepProbe
 from .distributed import all_reduce_grads_, all_reduce_sum_, gather_objects, init_distributed
 from .evaluate import evaluate
 from .metrics import MetricsWriter
@@ -59,6 +59,7 @@ from .objective_choice import (OBJECTIVE_ALIASES, SELECTION_OBJECTIVES, check_ob
 from .model import load_policy, resolve_device
 from .rollout import Rollout, concat_rollouts, generate, score, sequence_entropy
 from .tasks import make_splits, make_task
+from .tokenizer import warn_unknown_characters
 
 
 class NonFiniteLossError(RuntimeError):
@@ -96,6 +97,7 @@ class Trainer:
         self.task = make_task(config.data.task, **config.data.task_knobs)
         self.train_set, self.val_set = make_splits(self.task, config.data.n_train, config.data.n_val,
                                                    config.data.split_seed)
+        warn_unknown_characters(self.tok, [p.prompt for p in self.train_set + self.val_set])
         self.max_new = config.rollout.max_new_tokens or self.task.max_response_chars
         o = config.optim
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas,
@@ -331,15 +333,10 @@ class Trainer:
                 gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                     o.grad_clip if o.grad_clip > 0 else float("inf"))
                 grad_norms.append(float(gn))
-                t_diag = time.time()
                 probe = self._probe(ro, mini, adv) if diagnose_now and n_updates == 0 else None
-                t_diag = time.time() - t_diag
                 self.optimizer.step()
                 if probe is not None:
-                    t0 = time.time()
-                    diagnosed, per_state = probe.finish(self.model)
-                    save_per_state(self.out, self.step, per_state)
-                    diagnosed["time/diagnose_s"] = t_diag + time.time() - t0
+                    diagnosed, _ = probe.finish(self.model, self.out, self.step)
                 self.scheduler.step()
                 n_updates += 1
         m_ts, m_tw, m_ss = {}, {}, {}
@@ -417,8 +414,7 @@ class Trainer:
                 old_lp, ent = self._score_sharded(self.model, ro, with_entropy=True)
                 ref_lp = self._score_sharded(self.ref_model, ro) if self.ref_model is not None else None
                 mask = ro.response_mask
-                adv = group_advantages(rewards, n, c.objective.advantage).to(self.device)[:, None].expand_as(old_lp)
-                adv = adv.contiguous()
+                adv = group_advantages(rewards, n, c.objective.advantage).to(self.device)[:, None].repeat(1, mask.shape[1])
                 rec["entropy/train"] = float(sequence_entropy(ent, mask))
                 rec["entropy/token_mean"] = float((ent * mask).sum() / mask.sum().clamp_min(1))
                 rec["cov/batch_mean"] = float(theory.token_covariance(old_lp, adv, mask).sum() / mask.sum().clamp_min(1))

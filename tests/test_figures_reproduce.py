@@ -3,6 +3,8 @@
 import json
 import sys
 
+from pathlib import Path
+
 import pytest
 
 from figures._fixtures import write_llm_run, write_sim_lm, write_sim_pg
@@ -110,7 +112,8 @@ def test_grade():
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory):
     root = tmp_path_factory.mktemp("r")
-    dirs = [write_llm_run(root / f"g{s}", seed=s, size_name="m96", tags={"group": "methods"}) for s in (0, 1)]
+    dirs = [write_llm_run(root / f"g{s}", seed=s, size_name="m96", tags={"group": "methods"}, diagnose_every=20)
+            for s in (0, 1)]
     dirs += [write_llm_run(root / f"k{s}", objective="kl_cov", seed=s, h_end=0.5, b=0.95, size_name="m96")
              for s in (0, 1)]
     dirs += [write_llm_run(root / "e", entropy_coef=0.01, h_end=1.5, size_name="m96",
@@ -123,10 +126,13 @@ def drawn(tmp_path_factory):
 def test_draw_all_selects_runs(drawn):
     results, out, _ = drawn
     for name in ("collapse", "collapse_t1", "law", "law_t1", "prediction", "covariance", "methods", "sweep_entropy_coef", "theory",
-                 "collapse_sim", "methods_sim"):
+                 "collapse_sim", "methods_sim", "dynamics"):
         assert name in results, name
         assert all(p.is_file() for p in results[name]["files"])
     assert len(results["collapse"]["runs"]) == 2  # only plain GRPO runs
+    dyn = results["dynamics"]["runs"]  # only the runs with diagnostics, the GRPO baseline first
+    assert [Path(r["dir"]).name for r in dyn] == ["g0", "g1"] and dyn[0]["first_step"] == 0
+    assert dyn[0]["summary"]["diagnosed_steps"] == 3 and dyn[0]["summary"]["median_r2_first"] > 0.9
     assert [v["value"] for v in results["sweep_entropy_coef"]["values"]] == [0.0, 0.01]
     assert "sweep_ref_kl_coef" in results["skipped"]
 
@@ -145,6 +151,7 @@ def test_claims_and_report(drawn, tmp_path):
     text = path.read_text()
     assert "## Claims" in text and "| kl_cov keeps entropy above GRPO (LLM)" in text
     assert "Table 2 analogue" in text and "± " in text
+    assert "## LLM entropy dynamics, state by state" in text and "| ours (LLM, " in text
 
 
 def test_figures_cli(drawn, tmp_path, capsys):
@@ -179,12 +186,14 @@ def test_reproduce_with_a_real_llm_run(tmp_path, monkeypatch):
                                                 "--model-size", "hidden_size=32", "--model-size", "num_layers=1")),
              Spec("llm-grpo", "train", ("--task", "arithmetic", "--model", MODEL_PLACEHOLDER, "--steps", "4",
                                         "--val-every", "1", "--n-val", "16", "--prompts-per-step", "4",
-                                        "--no-dynamic-sampling"), needs="pretrain-m32",
+                                        "--no-dynamic-sampling", "--diagnose-every", "2"), needs="pretrain-m32",
                   tags={"size_name": "m32"})]
     res = reproduce("quick", tmp_path / "out", progress=False, verify_instances=3, specs=specs, table1_instances=4)
     assert all(r["ok"] for r in res["run_results"]), res["run_results"]
     assert len(res["results"]["collapse"]["runs"]) == 1
     assert res["results"]["methods"]["methods"]["grpo"]["entropy"]["step"].size == 4
+    assert res["results"]["dynamics"]["runs"][0]["summary"]["diagnosed_steps"] == 2
+    assert "R² Lemma 1 (median)" in Path(res["report"]).read_text()
 
 
 def test_report_scores_llm_by_sampled_accuracy_when_greedy_saturates(tmp_path):

@@ -108,6 +108,7 @@ def test_trainer_writes_diagnostics_and_lemma1_holds_at_tiny_lr(tiny_model, tmp_
     assert len(rows) == 2
     for r in rows:
         assert r["diag/states"] > 10 and r["diag/r2_first"] >= 0.99
+        assert 0 < r["time/diagnose_s"] < r["time/update_s"]
     states = load_per_state(tmp_path / "a")
     assert sorted(states) == [0, 1] and states[0]["dH_obs"].shape == states[0]["dH_first"].shape
     summary = summarize_run(tmp_path / "a")

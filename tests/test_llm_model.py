@@ -9,7 +9,7 @@ import transformers
 from llm_rl.advantages import group_advantages, zero_variance_groups
 from llm_rl.model import build_default_policy, default_model_config, load_policy, save_policy
 from llm_rl.rollout import concat_rollouts, encode_prompts, generate, score, sequence_entropy
-from llm_rl.tokenizer import ALPHABET, build_char_tokenizer
+from llm_rl.tokenizer import ALPHABET, build_char_tokenizer, warn_unknown_characters
 
 transformers.utils.logging.disable_progress_bar()
 SIZES = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=64)
@@ -32,6 +32,13 @@ def test_tokenizer_roundtrip_and_reload(tmp_path):
     assert tok2.decode(ids + [tok2.eos_token_id], skip_special_tokens=True) == text
     with pytest.raises(ValueError):
         build_char_tokenizer("aa")
+
+
+def test_unknown_characters_warn():
+    tok = build_char_tokenizer()
+    with pytest.warns(UserWarning, match=r"1 of 2 prompts .*'é=\?'"):
+        assert warn_unknown_characters(tok, ["1+2=", "é=?"]) == 1
+    assert warn_unknown_characters(tok, ["1+2="]) == 0
 
 
 def test_model_is_qwen2_sdpa_and_reloads(policy, tmp_path):

@@ -31,6 +31,8 @@ class Task:
 
     name: str = "task"
     max_response_chars: int = 32
+    warm_start_mix: tuple[float, float] = (0.6, 0.0)
+    """default (wrong_frac, misconception_frac) of the supervised warm start (llm_rl.pretrain)"""
 
     def sample(self, rng: random.Random) -> Problem:  # pragma: no cover - abstract
         """Draw one problem."""

@@ -1,0 +1,82 @@
+"""LLM entropy dynamics state by state: observed ΔH against the Lemma-1 and tabular-theory predictions.
+
+The paper checks Theorems 1-2 on LLMs only as two similar curves (its Fig. 8 left: batch covariance vs
+−ΔH). Runs trained with ``--diagnose-every K`` (:mod:`llm_rl.diagnostics`) measure, for every token state
+of a mini-batch, the exact entropy change of one optimizer step and its predictions. This module reads
+them back:
+
+* per run, :func:`llm_rl.diagnostics.summarize_run` (median R², sign accuracy, relative errors, η_eff);
+* the paper's Table 1 groups (mean Eq. 10 covariance of the top 0.02 … 100% tokens) at the run's first
+  diagnosed update, from the trainer's own batch (``diag/cov_top_*``);
+* a figure: observed vs predicted ΔH per state at the first diagnosed update of the first run — left the
+  Lemma-1 prediction from the measured logit change, right the tabular prediction with η_eff fitted.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from llm_rl.diagnostics import load_per_state, summarize_run
+from llm_rl.metrics import TOP_PERCENTS, read_metrics
+
+from .runs import load_curves
+from .style import new_figure, save_figure
+
+
+def has_diagnostics(run_dir) -> bool:
+    """True for an LLM run directory with at least one diagnosed step."""
+    return any((Path(run_dir) / "diagnostics").glob("step_*.npz"))
+
+
+def dynamics_data(run_dirs) -> dict:
+    """``{"runs": [...], "top_percent": TOP_PERCENTS}``; per run: label, summary, first diagnosed step,
+    its Table 1 row and per-state arrays. Runs without diagnostics are left out."""
+    runs = []
+    for d in run_dirs:
+        if not has_diagnostics(d):
+            continue
+        rows = [r for r in read_metrics(Path(d) / "metrics.jsonl") if "diag/states" in r]
+        if not rows:
+            continue
+        states = load_per_state(d)
+        first = min(states)
+        runs.append({"label": load_curves(d).label, "dir": str(d), "summary": summarize_run(d),
+                     "first_step": first, "states": states[first],
+                     "table1": [rows[0].get(f"diag/cov_top_{p:g}pct", math.nan) for p in TOP_PERCENTS],
+                     "n_states_first": rows[0]["diag/states"]})
+    return {"runs": runs, "top_percent": TOP_PERCENTS}
+
+
+def _scatter(ax, pred, obs, title, r2):
+    lim = float(np.nanmax(np.abs(np.concatenate([pred, obs])))) * 1.05 or 1.0
+    ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8, zorder=0)
+    ax.axhline(0, color="0.85", lw=0.6, zorder=0)
+    ax.axvline(0, color="0.85", lw=0.6, zorder=0)
+    ax.plot(pred, obs, "o", ms=2.5, alpha=0.6)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="predicted ΔH per state (nats)",
+           ylabel="observed ΔH per state (nats)", title=f"{title}\nR² {r2:.3f}")
+
+
+def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
+    """Draw observed vs predicted per-state ΔH of the first diagnosed update (see module docstring)."""
+    data = dynamics_data(run_dirs)
+    if not data["runs"]:
+        raise ValueError("no run with diagnostics: train with --diagnose-every K")
+    r = data["runs"][0]
+    s = r["states"]
+    obs = s["dH_obs"].astype(float)
+
+    def r2(pred):
+        sst = ((obs - obs.mean()) ** 2).sum()
+        return float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else math.nan
+
+    fig, (a, b) = new_figure(2, height=3.8)
+    first, tab = s["dH_first"].astype(float), s["dH_tab"].astype(float)
+    _scatter(a, first, obs, "Lemma 1: −Cov(log π, Δz), measured Δz", r2(first))
+    _scatter(b, tab, obs, "tabular theory: −η_eff Σ A (S_a − E S)", r2(tab))
+    fig.suptitle(f"{r['label']}, update at step {r['first_step']}: {len(obs)} token states", fontsize=9)
+    data["files"] = save_figure(fig, out_stem, pdf)
+    return data
