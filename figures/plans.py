@@ -16,7 +16,7 @@ every 10 steps. There (200 steps, 3 seeds, 242 s) GRPO took greedy accuracy 40% 
 select ~0 tokens per mini-batch: KL-Cov uses k = 0.2 and beta = 5 and Clip-Cov r = 0.2 (both need
 ``allow_large_ratio``); with them KL-Cov ended at 3.1x GRPO's entropy.
 
-``quick``: one warm start (the default model, ``m96``), GRPO and KL-Cov with 2 seeds each at 100 steps
+``quick``: one warm start (the default model, ``m96``), GRPO and KL-Cov with 2 seeds each at 150 steps
 (validation every 5), the simulator runs sharing the cores with the warm start; no size runs, so the
 size-scaling claim (Fig. 7), Clip-Cov / clip-higher and the entropy-control sweeps read "not measured in
 quick". Its wall time from an empty model cache is in the report and in README.md.
@@ -45,7 +45,7 @@ METHOD_PARAMS = {  # token fractions sized for this toy (see the module docstrin
 }
 RL_ARGS = ["--lr", "1e-4", "--minibatches", "8"]  # the collapse benchmark's settings, stated explicitly
 DIAGNOSE_EVERY = 10  # per-state entropy-dynamics diagnostics (fig_dynamics; ~6% of a diagnosed step)
-QUICK = {"steps": 100, "val_every": 5, "seeds": {"grpo": (0, 1), "kl_cov": (0, 1)}}
+QUICK = {"steps": 150, "val_every": 5, "seeds": {"grpo": (0, 1), "kl_cov": (0, 1)}}
 FULL = {"steps": 300, "val_every": 10,
         "seeds": {o: (0, 1, 2) for o in ("grpo", "clip_higher", "clip_cov", "kl_cov")}}
 PROFILES = ("quick", "full")

@@ -143,6 +143,8 @@ def test_claims_and_report(drawn, tmp_path):
     assert rows["kl_cov keeps entropy above GRPO (LLM)"][4] == HOLDS
     assert rows["R = -a exp(H) + b fits R vs H (LLM)"][4] == HOLDS
     assert rows["a, b log-linear in model size (LLM)"][4] == NA
+    assert rows["Lemma 1 predicts each token state's dH of an update (LLM; beyond the paper)"][4] == HOLDS
+    assert "a few tokens carry extreme Cov: top-0.2% / top-50% mean (LLM)" in rows
     assert rows["GRPO raises the training reward (LLM; sanity check of the trainer)"][4] == HOLDS
     assert rows["R = -a exp(H) + b fits R vs H, R = T=1 accuracy (LLM)"][4] == HOLDS
     assert results["law_t1"]["groups"]["m96"]["b"] == pytest.approx(results["law"]["groups"]["m96"]["b"] - 0.05)
