@@ -106,8 +106,12 @@ class PretrainConfig:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON of this config (plus the recipe version)."""
-        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        """sha256 of the canonical JSON of this config (plus the recipe version and the content hash of
+        every file named by a ``*_path`` task knob, so an edited prompt file is never served stale)."""
+        files = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest() for k, v in sorted(self.task_knobs.items())
+                 if k.endswith("_path") and isinstance(v, str) and Path(v).is_file()}
+        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self), **({"files": files} if files else {})},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

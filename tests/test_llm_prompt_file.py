@@ -359,3 +359,15 @@ def test_cli_train_task_file(tiny_model, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [verl_row(0), {**verl_row(1), "reward_model": {}}])
     assert main([*args[:4], f"train_path={bad}", *args[5:]]) == 2
     assert f"{bad}: row 1: missing 'reward_model.ground_truth'" in capsys.readouterr().err
+
+
+def test_warm_start_cache_key_follows_file_content(tmp_path):
+    """A prompt file edited in place must not be served a stale cached warm start."""
+    from llm_rl.pretrain import PretrainConfig
+
+    path = write_jsonl(tmp_path / "p.jsonl", ROWS)
+    knobs = {"train_path": str(path), "val_path": str(path)}
+    before = PretrainConfig(task="file", task_knobs=knobs, n_train=2, n_val=2).digest()
+    assert PretrainConfig(task="file", task_knobs=knobs, n_train=2, n_val=2).digest() == before
+    write_jsonl(path, ROWS[::-1])
+    assert PretrainConfig(task="file", task_knobs=knobs, n_train=2, n_val=2).digest() != before
