@@ -44,7 +44,7 @@ def encode_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.Te
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
     bos = tokenizer.bos_token or ""
-    ids = [tokenizer(bos + p, add_special_tokens=False)["input_ids"] for p in prompts]
+    ids = tokenizer([bos + p for p in prompts], add_special_tokens=False)["input_ids"]  # one batched call
     P = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(ids), P), pad, dtype=torch.long)
@@ -58,6 +58,45 @@ def encode_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.Te
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """``cumsum(mask) - 1`` clamped at 0: positions that ignore left padding."""
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+_U64 = 1 << 64
+_GOLDEN, _MIX1, _MIX2 = (c - _U64 for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 (``>>`` is arithmetic on negative values)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix64(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's output function on int64 tensors (products wrap modulo 2^64)."""
+    z = (z ^ _shr(z, 30)) * _MIX1
+    z = (z ^ _shr(z, 27)) * _MIX2
+    return z ^ _shr(z, 31)
+
+
+def row_keys(seeds: list[int], device=None) -> torch.Tensor:
+    """``[B]`` int64 stream keys of per-row seeds (for :func:`row_uniforms`)."""
+    return _mix64(torch.tensor([int(s) % _U64 - (_U64 if int(s) % _U64 >= 1 << 63 else 0) for s in seeds],
+                               dtype=torch.long, device=device))
+
+
+def row_uniforms(keys: torch.Tensor, t: int) -> torch.Tensor:
+    """``[B]`` float64 uniforms in [0, 1): draw ``t`` (0, 1, ...) of row i's splitmix64 stream keyed
+    ``keys[i]``, u = (mix64(key + (t + 1)·γ) >> 11) / 2^53. A counter-based generator: each row's draws
+    depend only on its key and t, never on the other rows of the batch, and all rows draw in one op."""
+    off = (t + 1) * (_GOLDEN + _U64) % _U64
+    z = _mix64(keys + (off - _U64 if off >= 1 << 63 else off))
+    return _shr(z, 11).double() * 2.0**-53
+
+
+def sample_inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``[B]`` token ids: the first index whose cumulative probability exceeds ``u · Σ probs`` (row-wise
+    inverse CDF, equal in distribution to ``torch.multinomial(probs, 1)``); ``probs [B, V]``, ``u [B]``."""
+    cdf = probs.double().cumsum(-1)
+    tok = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return tok.clamp_max(probs.shape[-1] - 1)
 
 
 def _cache_kwarg(model) -> str:
@@ -78,8 +117,9 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, tempe
 
     Each step samples ``y_t ~ softmax(z_t / temperature)`` with ``generator`` (or takes the argmax when
     ``greedy``); a sequence stops after emitting ``eos``; all stop after ``max_new_tokens``. With
-    ``row_seeds`` (one int per prompt) row i draws from its own generator seeded ``row_seeds[i]``, so its
-    tokens do not depend on which other rows share the batch (used for data-parallel sharding).
+    ``row_seeds`` (one int per prompt) row i draws from its own counter-based stream keyed by
+    ``row_seeds[i]`` (:func:`row_uniforms`, :func:`sample_inverse_cdf`), so its tokens do not depend on
+    which other rows share the batch (data-parallel sharding) and all rows still sample in one op.
     """
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
@@ -88,7 +128,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, tempe
     device = next(model.parameters()).device
     if row_seeds is not None and len(row_seeds) != len(prompts):
         raise ValueError(f"row_seeds has {len(row_seeds)} entries for {len(prompts)} prompts")
-    row_gens = None if row_seeds is None else [torch.Generator(device=device).manual_seed(int(s)) for s in row_seeds]
+    keys = None if row_seeds is None else row_keys(row_seeds, device)
     input_ids, attn = encode_prompts(tokenizer, prompts, device)
     B, P = input_ids.shape
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -99,16 +139,16 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, tempe
     past = _cache_of(out)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     new_tokens, resp_mask = [], []
-    for _ in range(max_new_tokens):
+    for t in range(max_new_tokens):
         logits = out.logits[:, -1].float()  # [B, V]
         if greedy:
             tok = logits.argmax(-1)
         else:
             probs = torch.softmax(logits / temperature, dim=-1)
-            if row_gens is None:
+            if keys is None:
                 tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             else:
-                tok = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(row_gens)])
+                tok = sample_inverse_cdf(probs, row_uniforms(keys, t))
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         resp_mask.append(~done)
         new_tokens.append(tok)

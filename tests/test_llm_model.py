@@ -121,3 +121,46 @@ def test_group_advantages():
         group_advantages(r, 4, "ppo")
     with pytest.raises(ValueError):
         group_advantages(r, 3)
+
+
+def _splitmix64_reference(state: int, n: int) -> list[float]:
+    """Plain-int splitmix64 (Steele et al. 2014): the uniforms row_uniforms must reproduce."""
+    m = (1 << 64) - 1
+    out = []
+    key = state & m  # row_keys applies the output function once to the seed
+    z = key
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    key = z ^ (z >> 31)
+    for t in range(n):
+        z = (key + (t + 1) * 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        z ^= z >> 31
+        out.append((z >> 11) * 2.0**-53)
+    return out
+
+
+def test_row_uniforms_are_splitmix64_and_batch_independent():
+    from llm_rl.rollout import row_keys, row_uniforms
+
+    seeds = [0, 1, 2**63 - 1, 123456789012345]
+    keys = row_keys(seeds)
+    for t in range(3):
+        u = row_uniforms(keys, t)
+        for i, s in enumerate(seeds):
+            assert u[i].item() == _splitmix64_reference(s, t + 1)[t]
+    assert row_uniforms(row_keys(seeds[2:3]), 1).item() == row_uniforms(keys, 1)[2].item()
+    u = row_uniforms(row_keys(list(range(20000))), 0)
+    assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+
+
+def test_inverse_cdf_sampler_matches_probabilities():
+    from llm_rl.rollout import row_keys, row_uniforms, sample_inverse_cdf
+
+    probs = torch.tensor([0.5, 0.0, 0.2, 0.3])
+    n = 40000
+    tok = sample_inverse_cdf(probs.expand(n, 4), row_uniforms(row_keys(list(range(n))), 0))
+    freq = torch.bincount(tok, minlength=4).double() / n
+    sd = (probs.double() * (1 - probs.double()) / n).sqrt()
+    assert freq[1] == 0 and bool(((freq - probs.double()).abs() <= 5 * sd + 1e-12).all()), freq

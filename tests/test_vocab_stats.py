@@ -115,3 +115,13 @@ def test_compiled_pass_equals_reference():
     got = vocab_stats(z, d, chunk_rows=8, compiled=True)  # 37 rows: exercises the padded tail chunk
     for k in ref:
         assert torch.allclose(got[k].double(), ref[k], atol=ATOL_F32, rtol=ATOL_F32), k
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_pass_equals_reference(compiled):
+    z, d = _case()
+    ref = vocab_stats_reference(z, d)
+    got = vocab_stats(z.cuda(), d.cuda(), chunk_rows=8, compiled=compiled)
+    for k in ref:
+        assert torch.allclose(got[k].double().cpu(), ref[k], atol=ATOL_F32, rtol=ATOL_F32), k
