@@ -51,6 +51,8 @@ def test_bad_inputs_raise():
         vocab_stats(z, d[:, :5])
     with pytest.raises(ValueError, match="finite entry"):
         vocab_stats(torch.full((2, 3), float("-inf")))
+    with pytest.raises(ValueError, match="vocab_tiles"):
+        vocab_stats(z, vocab_tiles=0)
 
 
 @pytest.mark.parametrize("tiles", [1, 2, 3, 7])

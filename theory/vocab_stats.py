@@ -93,6 +93,25 @@ def _compiled_moments():
     return torch.compile(_tile_moments, dynamic=False)
 
 
+def _compiled_with_fallback():
+    """The compiled moment function; if compiling fails (no C++ compiler, unsupported device, ...), warn
+    once and use the eager one for the rest of the call."""
+    fn = None
+
+    def call(*args):
+        nonlocal fn
+        if fn is None:
+            try:
+                return _compiled_moments()(*args)
+            except Exception as err:  # pragma: no cover - depends on the toolchain
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); using the eager pass",
+                              stacklevel=3)
+                fn = _tile_moments
+        return fn(*args)
+
+    return call
+
+
 def _check(logits, delta, *, values: bool = True):
     """Type, rank and shape checks; with ``values`` also the full NaN/inf/masked-row scan."""
     check_float_tensor(logits if values else logits[:0], "logits", min_dim=2, allow_neg_inf=True)
@@ -164,16 +183,11 @@ def vocab_stats(
     dtype = compute_dtype or (torch.float64 if logits.dtype == torch.float64 else torch.float32)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"compute_dtype must be torch.float32 or torch.float64, got {dtype}")
-    tiles = vocab_tiles or (1 if compiled else 2)
-    if tiles < 1:
-        raise ValueError(f"vocab_tiles must be >= 1, got {tiles}")
+    tiles = (1 if compiled else 2) if vocab_tiles is None else vocab_tiles
+    if not isinstance(tiles, int) or tiles < 1:
+        raise ValueError(f"vocab_tiles must be an int >= 1, got {tiles!r}")
     width = -(-vocab // tiles)
-    moments = _tile_moments
-    if compiled:
-        try:
-            moments = _compiled_moments()
-        except Exception as err:  # pragma: no cover - depends on the toolchain
-            warnings.warn(f"torch.compile unavailable ({err}); using the eager chunk body", stacklevel=2)
+    moments = _compiled_with_fallback() if compiled else _tile_moments
     names = STAT_NAMES + (STEP_STAT_NAMES if delta is not None else ())
     out = {k: torch.empty(rows, dtype=dtype, device=logits.device) for k in names}
     for start in range(0, rows, chunk):
