@@ -9,7 +9,8 @@ them back:
 * the paper's Table 1 groups (mean Eq. 10 covariance of the top 0.02 … 100% tokens) at the run's first
   diagnosed update, from the trainer's own batch (``diag/cov_top_*``);
 * a figure: observed vs predicted ΔH per state at the first diagnosed update of the first run — left the
-  Lemma-1 prediction from the measured logit change, right the tabular prediction with η_eff fitted.
+  Lemma-1 and second-order predictions from the measured logit change, right the tabular prediction
+  with η_eff fitted.
 """
 
 from __future__ import annotations
@@ -50,14 +51,17 @@ def dynamics_data(run_dirs) -> dict:
     return {"runs": runs, "top_percent": TOP_PERCENTS}
 
 
-def _scatter(ax, pred, obs, title, r2):
-    lim = float(np.nanmax(np.abs(np.concatenate([pred, obs])))) * 1.05 or 1.0
+def _scatter(ax, series, obs, title):
+    """Observed vs each predicted series ``[(label, pred)]`` with the y = x line."""
+    lim = float(np.nanmax(np.abs(np.concatenate([obs, *(p for _, p in series)])))) * 1.05 or 1.0
     ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8, zorder=0)
     ax.axhline(0, color="0.85", lw=0.6, zorder=0)
     ax.axvline(0, color="0.85", lw=0.6, zorder=0)
-    ax.plot(pred, obs, "o", ms=2.5, alpha=0.6)
+    for (label, pred), marker in zip(series, ("o", "x")):
+        ax.plot(pred, obs, marker, ms=3, alpha=0.6, label=label)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="predicted ΔH per state (nats)",
-           ylabel="observed ΔH per state (nats)", title=f"{title}\nR² {r2:.3f}")
+           ylabel="observed ΔH per state (nats)", title=title)
+    ax.legend(fontsize=6, loc="upper left")
 
 
 def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
@@ -74,9 +78,11 @@ def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
         return float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else math.nan
 
     fig, (a, b) = new_figure(2, height=3.8)
-    first, tab = s["dH_first"].astype(float), s["dH_tab"].astype(float)
-    _scatter(a, first, obs, "Lemma 1: −Cov(log π, Δz), measured Δz", r2(first))
-    _scatter(b, tab, obs, "tabular theory: −η_eff Σ A (S_a − E S)", r2(tab))
+    first, second, tab = (s[k].astype(float) for k in ("dH_first", "dH_second", "dH_tab"))
+    _scatter(a, [(f"Lemma 1, −Cov(log π, Δz): R² {r2(first):.3f}", first),
+                 (f"+ second order: R² {r2(second):.4f}", second)], obs, "measured logit change Δz")
+    _scatter(b, [(f"−η_eff Σ A (S_a − E S): R² {r2(tab):.3f}", tab)], obs,
+             "tabular theory (no function approx.)")
     fig.suptitle(f"{r['label']}, update at step {r['first_step']}: {len(obs)} token states", fontsize=9)
     data["files"] = save_figure(fig, out_stem, pdf)
     return data

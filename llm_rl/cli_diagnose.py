@@ -29,6 +29,7 @@ ROWS = (
     ("median_sign_acc_first", "median sign accuracy (Lemma 1)"),
     ("median_sign_acc_tab", "median sign accuracy (tabular)"),
     ("pooled_r2_first", "R² over all stored states (Lemma 1)"),
+    ("pooled_r2_second", "R² over all stored states (second order)"),
     ("pooled_r2_tab", "R² over all stored states (tabular)"),
     ("eta_eff_first", "η_eff at the first diagnosed step"),
     ("eta_eff_last", "η_eff at the last diagnosed step"),

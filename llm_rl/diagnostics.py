@@ -289,7 +289,9 @@ def load_per_state(run_dir) -> dict[int, dict]:
 
 def summarize_run(run_dir) -> dict[str, float]:
     """Per-run summary over every diagnosed step: medians of the per-step ``diag/*`` values, pooled
-    R² of the Lemma-1 / tabular predictions over all stored states, and the η_eff trend."""
+    R² of the Lemma-1 / second-order / tabular predictions over all stored states (dominated by the
+    largest updates, e.g. Adam's first step, where the second-order term matters most), and the η_eff
+    trend."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise ValueError(f"{run_dir} has no metrics.jsonl: not a run directory of `entropy-mech train`")
@@ -319,7 +321,7 @@ def summarize_run(run_dir) -> dict[str, float]:
     states = load_per_state(run_dir)
     if states:
         obs = np.concatenate([s["dH_obs"] for s in states.values()]).astype(float)
-        for name in ("dH_first", "dH_tab"):
+        for name in ("dH_first", "dH_second", "dH_tab"):
             pred = np.concatenate([s[name] for s in states.values()]).astype(float)
             sst = ((obs - obs.mean()) ** 2).sum()
             out[f"pooled_r2_{name[3:]}"] = float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else float("nan")
