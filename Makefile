@@ -35,8 +35,11 @@ test: $(STAMP)
 test-all: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Speed / memory benchmarks (each prints a ratio against a baseline measured in the same run); the bench
+# extra adds TRL for benchmarks/trainer_throughput.py. One thread each: the machine has 2 cores.
 bench: $(STAMP)
-	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	$(PY) -m pip install -q -e '.[bench]'
+	@for f in benchmarks/*.py; do echo "== $$f"; OMP_NUM_THREADS=1 $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -65,10 +65,10 @@ def test_cli_fails_fast_with_choices(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["arithmetic"])
 def test_default_warm_start_is_uncertain(tmp_path, monkeypatch, task):
-    """The default warm start (~2 min on one fast core, ~17 min on 2 busy shared cores): T=1 accuracy in
-    [5%, 60%] and mean token entropy at T=1 >= 0.3 nats."""
+    """The default warm start (~3 min on one core): greedy and T=1 accuracy in [5%, 60%] and mean token
+    entropy at T=1 >= 0.3 nats (measured: 39.8%, 37.9%, 0.367)."""
     monkeypatch.setenv("ENTROPY_MECH_CACHE", str(tmp_path))
     _, info = get_or_pretrain(PretrainConfig(task=task), progress=False)
     val = info["val"]
-    assert 0.05 <= val["acc_t1"] <= 0.60, val
+    assert 0.05 <= val["acc_t1"] <= 0.60 and 0.05 <= val["acc_greedy"] <= 0.60, val
     assert val["entropy"] >= 0.3, val
