@@ -236,7 +236,7 @@ class Trainer:
 
     def _rollout(self):
         rc, n = self.cfg.rollout, self.cfg.rollout.group_size
-        kept, problems, raw_rewards, dropped, rounds, n_tok = [], [], [], 0, 0, 0
+        kept, problems, raw_rewards, kept_rewards, dropped, rounds, n_tok = [], [], [], [], 0, 0, 0
         while rounds < rc.max_sampling_rounds and len(problems) < rc.prompts_per_step:
             rounds += 1
             batch = self._next_prompts(rc.prompts_per_step - len(problems))
@@ -246,6 +246,7 @@ class Trainer:
             flat = zero_variance_groups(rewards, n) if rc.dynamic_sampling else torch.zeros(len(batch), dtype=torch.bool)
             dropped += int(flat.sum())
             keep_rows = {g * n + j for g in range(len(batch)) if not flat[g] for j in range(n)}
+            kept_rewards.append(rewards[sorted(keep_rows)])  # concat order: global row order per round
             for ro, off in parts:
                 kept.append((ro, [i for i in range(ro.input_ids.shape[0]) if off + i in keep_rows]))
             problems += [batch[g] for g in range(len(batch)) if not flat[g]]
@@ -257,10 +258,7 @@ class Trainer:
                 "reward/raw_mean": float(torch.cat(raw_rewards).mean())}
         if not problems:
             return None, None, info
-        ro = concat_rollouts(kept, self.tok.pad_token_id)
-        reps = [p for p in problems for _ in range(n)]
-        rewards = torch.tensor([self.task.verify(p, t) for p, t in zip(reps, ro.texts)])
-        return ro, rewards, info
+        return concat_rollouts(kept, self.tok.pad_token_id), torch.cat(kept_rewards), info
 
     def _update(self, ro, old_lp, adv, ref_lp):
         """ppo_epochs × num_minibatches optimizer steps on the rollout batch; returns metric means.
