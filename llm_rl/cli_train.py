@@ -113,6 +113,7 @@ def run(args) -> int:
     """Train; exit 0 on success, 1 on a non-finite loss, 2 on bad arguments."""
     quiet_transformers()
     from .config import TrainConfig
+    from .distributed import shutdown_distributed
     from .trainer import NonFiniteLossError, Trainer
 
     try:
@@ -126,9 +127,11 @@ def run(args) -> int:
         return fail("train", err)
     try:
         records = trainer.train()
-    except NonFiniteLossError as err:
+    except NonFiniteLossError as err:  # every rank sees it (the check is all-reduced)
+        shutdown_distributed()
         print(f"entropy-mech train: {err}", file=sys.stderr)
         return 1
+    shutdown_distributed()  # not on other errors: a barrier could wait forever for a crashed rank
     last = [r for r in records if "val/acc" in r]
     if last:
         print(json.dumps({k: v for k, v in last[-1].items() if k.startswith("val/") or k == "step"}))

@@ -65,6 +65,15 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(rank, world, local)
 
 
+def shutdown_distributed() -> None:
+    """Tear the default process group down (after a barrier) if one is up. Call it before the process
+    exits: leaving it to interpreter shutdown can abort a rank ("terminate called without an active
+    exception") while gloo's threads are still live."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def gather_objects(obj, info: DistInfo) -> list:
     """``[obj from rank 0, obj from rank 1, ...]`` (just ``[obj]`` when not distributed)."""
     if not info.enabled:

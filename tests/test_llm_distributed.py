@@ -46,6 +46,8 @@ SCRIPT = textwrap.dedent('''
     if tr.dist.is_main:
         torch.save({"params": {k: v.detach() for k, v in tr.model.named_parameters()}, "recs": recs},
                    out + "/result.pt")
+    from llm_rl.distributed import shutdown_distributed
+    shutdown_distributed()
 ''')
 
 
