@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_rl.diagnostics import load_per_state, summarize_run
+from llm_rl.diagnostics import load_per_state, r2_score, summarize_run
 from llm_rl.metrics import TOP_PERCENTS, read_metrics
 
 from .runs import load_curves
@@ -73,15 +73,11 @@ def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
     s = r["states"]
     obs = s["dH_obs"].astype(float)
 
-    def r2(pred):
-        sst = ((obs - obs.mean()) ** 2).sum()
-        return float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else math.nan
-
     fig, (a, b) = new_figure(2, height=3.8)
     first, second, tab = (s[k].astype(float) for k in ("dH_first", "dH_second", "dH_tab"))
-    _scatter(a, [(f"Lemma 1, −Cov(log π, Δz): R² {r2(first):.3f}", first),
-                 (f"+ second order: R² {r2(second):.4f}", second)], obs, "measured logit change Δz")
-    _scatter(b, [(f"−η_eff Σ A (S_a − E S): R² {r2(tab):.3f}", tab)], obs,
+    _scatter(a, [(f"Lemma 1, −Cov(log π, Δz): R² {r2_score(obs, first):.3f}", first),
+                 (f"+ second order: R² {r2_score(obs, second):.4f}", second)], obs, "measured logit change Δz")
+    _scatter(b, [(f"−η_eff Σ A (S_a − E S): R² {r2_score(obs, tab):.3f}", tab)], obs,
              "tabular theory (no function approx.)")
     fig.suptitle(f"{r['label']}, update at step {r['first_step']}: {len(obs)} token states", fontsize=9)
     data["files"] = save_figure(fig, out_stem, pdf)

@@ -38,7 +38,7 @@ from .metrics import DIAG_KEYS as SUMMARY_KEYS
 from .metrics import TOP_PERCENTS, read_metrics
 
 
-__all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "load_per_state", "probe_states", "save_per_state",
+__all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "load_per_state", "probe_states", "r2_score", "save_per_state",
            "state_logits", "summarize_run", "top_percent_means"]
 
 
@@ -137,7 +137,9 @@ class StepProbe:
         return summary, per_state
 
 
-def _r2(obs: torch.Tensor, pred: torch.Tensor) -> float:
+def r2_score(obs, pred) -> float:
+    """R² = 1 − Σ(obs − pred)² / Σ(obs − mean obs)² of a prediction taken as is (torch or numpy 1-D);
+    NaN when obs is constant."""
     sst = ((obs - obs.mean()) ** 2).sum()
     return float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else float("nan")
 
@@ -235,9 +237,9 @@ def diagnose_step(
         "diag/dH_first_sum": float(first.sum()),
         "diag/dH_second_sum": float(second.sum()),
         "diag/dH_tab_sum": float(dh_tab.sum()),
-        "diag/r2_first": _r2(obs, first),
-        "diag/r2_second": _r2(obs, second),
-        "diag/r2_tab": _r2(obs, dh_tab),
+        "diag/r2_first": r2_score(obs, first),
+        "diag/r2_second": r2_score(obs, second),
+        "diag/r2_tab": r2_score(obs, dh_tab),
         "diag/slope_first": float(((first - first.mean()) * (obs - obs.mean())).sum() / var_first)
         if var_first > 0 else float("nan"),
         "diag/corr_tab": float(torch.corrcoef(torch.stack([obs, tab_unit]))[0, 1]) if n_states > 1 else float("nan"),
@@ -323,6 +325,5 @@ def summarize_run(run_dir) -> dict[str, float]:
         obs = np.concatenate([s["dH_obs"] for s in states.values()]).astype(float)
         for name in ("dH_first", "dH_second", "dH_tab"):
             pred = np.concatenate([s[name] for s in states.values()]).astype(float)
-            sst = ((obs - obs.mean()) ** 2).sum()
-            out[f"pooled_r2_{name[3:]}"] = float(1 - ((obs - pred) ** 2).sum() / sst) if sst > 0 else float("nan")
+            out[f"pooled_r2_{name[3:]}"] = r2_score(obs, pred)
     return out

@@ -62,6 +62,13 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 _U64 = 1 << 64
 _GOLDEN, _MIX1, _MIX2 = (c - _U64 for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+# (splitmix64 constants as int64: the same bits, so wrapping int64 arithmetic reproduces the uint64 one)
+
+
+def _as_int64(x: int) -> int:
+    """The int64 value with the same low 64 bits as the Python int ``x``."""
+    x %= _U64
+    return x - _U64 if x >= 1 << 63 else x
 
 
 def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -78,16 +85,14 @@ def _mix64(z: torch.Tensor) -> torch.Tensor:
 
 def row_keys(seeds: list[int], device=None) -> torch.Tensor:
     """``[B]`` int64 stream keys of per-row seeds (for :func:`row_uniforms`)."""
-    return _mix64(torch.tensor([int(s) % _U64 - (_U64 if int(s) % _U64 >= 1 << 63 else 0) for s in seeds],
-                               dtype=torch.long, device=device))
+    return _mix64(torch.tensor([_as_int64(int(s)) for s in seeds], dtype=torch.long, device=device))
 
 
 def row_uniforms(keys: torch.Tensor, t: int) -> torch.Tensor:
     """``[B]`` float64 uniforms in [0, 1): draw ``t`` (0, 1, ...) of row i's splitmix64 stream keyed
     ``keys[i]``, u = (mix64(key + (t + 1)·γ) >> 11) / 2^53. A counter-based generator: each row's draws
     depend only on its key and t, never on the other rows of the batch, and all rows draw in one op."""
-    off = (t + 1) * (_GOLDEN + _U64) % _U64
-    z = _mix64(keys + (off - _U64 if off >= 1 << 63 else off))
+    z = _mix64(keys + _as_int64((t + 1) * _GOLDEN))
     return _shr(z, 11).double() * 2.0**-53
 
 

@@ -126,19 +126,14 @@ def test_group_advantages():
 def _splitmix64_reference(state: int, n: int) -> list[float]:
     """Plain-int splitmix64 (Steele et al. 2014): the uniforms row_uniforms must reproduce."""
     m = (1 << 64) - 1
-    out = []
-    key = state & m  # row_keys applies the output function once to the seed
-    z = key
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    key = z ^ (z >> 31)
-    for t in range(n):
-        z = (key + (t + 1) * 0x9E3779B97F4A7C15) & m
+
+    def mix(z):
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-        z ^= z >> 31
-        out.append((z >> 11) * 2.0**-53)
-    return out
+        return z ^ (z >> 31)
+
+    key = mix(state & m)  # row_keys applies the output function once to the seed
+    return [(mix((key + (t + 1) * 0x9E3779B97F4A7C15) & m) >> 11) * 2.0**-53 for t in range(n)]
 
 
 def test_row_uniforms_are_splitmix64_and_batch_independent():

@@ -86,16 +86,15 @@ def test_input_is_not_modified_and_non_finite_rows_are_named():
 
 
 def _peak_extra_bytes(fn):
-    from torch.profiler import ProfilerActivity, profile
+    """The benchmark's own allocator-level measurement (benchmarks/diagnostics_cost.py), on CPU."""
+    import importlib.util
+    from pathlib import Path
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    live = peak = 0
-    for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                            if e.name() == "[memory]"):
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diagnostics_cost.py"
+    spec = importlib.util.spec_from_file_location("diagnostics_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.peak_extra_bytes(fn, "cpu")
 
 
 def test_peak_extra_memory_is_bounded_by_two_chunks():
