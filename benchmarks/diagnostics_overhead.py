@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--task", default="arithmetic")
     ap.add_argument("--steps", type=int, default=12)
     args = ap.parse_args()
-    from llm_rl.cli_common import quiet_transformers
+    from cli.common import quiet_transformers
     from llm_rl.pretrain import PretrainConfig, get_or_pretrain
 
     quiet_transformers()

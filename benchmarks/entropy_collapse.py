@@ -43,9 +43,9 @@ def run_one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(job["threads"])
-    from llm_rl.cli_common import quiet_transformers
+    from cli.common import quiet_transformers
     from llm_rl.config import DataConfig, ObjectiveConfig, OptimConfig, TrainConfig
-    from llm_rl.metrics import read_metrics
+    from rundir.logs import read_records
     from llm_rl.trainer import Trainer
 
     quiet_transformers()
@@ -58,7 +58,7 @@ def run_one(job: dict) -> dict:
                                                          if job["minibatches"] else {})))
     t0 = time.time()
     Trainer(cfg, out, progress=False).train()
-    recs = read_metrics(out / "metrics.jsonl")
+    recs = read_records(out / "metrics.jsonl")
     ents = [r["entropy/train"] for r in recs if "entropy/train" in r]
     vals = [r for r in recs if "val/acc" in r]
     k = max(1, len(ents) // 10)  # average the first/last 10% of steps: H is noisy step to step
@@ -88,7 +88,7 @@ def main() -> int:
     ap.add_argument("--pretrain-steps", type=int, default=0, help="warm-start steps (0 = pretrain default)")
     ap.add_argument("--wrong-frac", type=float, default=-1.0, help="warm-start wrong fraction (<0 = default)")
     args = ap.parse_args()
-    from llm_rl.cli_common import parse_kv, quiet_transformers
+    from cli.common import parse_kv, quiet_transformers
     from llm_rl.pretrain import PretrainConfig, get_or_pretrain
 
     quiet_transformers()

@@ -186,7 +186,7 @@ def main() -> int:
         ap.error("--steps, --warmup and --repeats must be >= 1")
     import torch
 
-    from llm_rl.cli_common import quiet_transformers
+    from cli.common import quiet_transformers
     from llm_rl.pretrain import PretrainConfig, get_or_pretrain
     from llm_rl.tasks import make_task
 

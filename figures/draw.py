@@ -1,7 +1,7 @@
 """Choose, for a set of run directories, which runs each figure draws, and draw them all.
 
 Used by ``entropy-mech figures`` and ``entropy-mech reproduce``. Runs are classified from their
-config and ``spec.json`` tags (:mod:`figures.runs`): LLM *baselines* are GRPO runs without entropy or
+config and ``spec.json`` tags (:mod:`figures.curves`): LLM *baselines* are GRPO runs without entropy or
 reference-KL terms; the *main size* is the model size most method runs use. A figure whose runs are
 missing is skipped (and listed under ``skipped``), never an error.
 """
@@ -19,7 +19,7 @@ from .fig_methods import METHOD_ORDER, plot_methods
 from .fig_prediction import plot_prediction
 from .fig_sweeps import SWEEPS, plot_sweep
 from .fig_theory import plot_theory
-from .runs import Curves, load_curves
+from .curves import Curves, load_curves
 
 FIGURES = ("collapse", "law", "prediction", "covariance", "dynamics", "methods", "sweeps", "theory")
 

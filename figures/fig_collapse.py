@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runs import Curves, load_many, smooth
+from .curves import Curves, load_many, smooth
 from .style import color, new_figure, save_figure
 
 FRACTIONS = (1 / 12, 1 / 3)

@@ -20,7 +20,7 @@ import torch
 
 from theory import token_covariance
 
-from .runs import load_many, smooth
+from .curves import load_many, smooth
 from .style import color, new_figure, save_figure
 
 TOP_PERCENT = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_rl.diagnostics import load_per_state, r2_score, summarize_run
-from llm_rl.metrics import TOP_PERCENTS, read_metrics
+from llm_rl.diagnostics import r2_score, summarize_run
+from rundir.diagnostics_files import load_per_state
+from rundir.logs import read_records
+from llm_rl.metrics import TOP_PERCENTS
 
-from .runs import load_curves
+from .curves import load_curves
 from .style import new_figure, save_figure
 
 
@@ -39,7 +41,7 @@ def dynamics_data(run_dirs) -> dict:
     for d in run_dirs:
         if not has_diagnostics(d):
             continue
-        rows = [r for r in read_metrics(Path(d) / "metrics.jsonl") if "diag/states" in r]
+        rows = [r for r in read_records(Path(d) / "metrics.jsonl") if "diag/states" in r]
         if not rows:
             continue
         states = load_per_state(d)

@@ -17,7 +17,7 @@ import numpy as np
 from theory.law import fit_entropy_law
 from theory.law_extrapolation import compare_forms, fit_size_scaling
 
-from .runs import Curves, law_points, load_many
+from .curves import Curves, law_points, load_many
 from .style import color, new_figure, save_figure
 
 
@@ -32,7 +32,7 @@ def group_key(c: Curves) -> str:
 
 def law_data(curves: list[Curves], n_boot: int = 300, seed: int = 0, width: int = 5) -> dict:
     """Per group: pooled H, R, the LawFit fields, the form comparison; plus the size scaling.
-    ``width``: entropy smoothing of :func:`figures.runs.law_points`."""
+    ``width``: entropy smoothing of :func:`figures.curves.law_points`."""
     groups: dict[str, list[Curves]] = {}
     for c in curves:
         groups.setdefault(group_key(c), []).append(c)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .runs import load_many, smooth
+from .curves import load_many, smooth
 from .style import METHOD_COLORS, color, new_figure, save_figure
 
 METHOD_ORDER = ("grpo", "clip_higher", "clip_cov", "kl_cov")

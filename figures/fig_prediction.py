@@ -2,7 +2,7 @@
 Fig. 5: fitted on the first ~15% of steps, RMSE 0.9% math / 1.2% code over the predicted steps).
 
 Uses ``theory.law_extrapolation.predict_from_early`` on each run's validation points (H smoothed as in
-:func:`figures.runs.law_points`), including the reverse test a reviewer asked for (fit late, predict early).
+:func:`figures.curves.law_points`), including the reverse test a reviewer asked for (fit late, predict early).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from theory.law import law_predict
 from theory.law_extrapolation import predict_from_early
 
-from .runs import law_points, load_many
+from .curves import law_points, load_many
 from .style import color, new_figure, save_figure
 
 

@@ -2,7 +2,7 @@
 (Cui et al. 2025, Fig. 12: Clip-Cov ratio and KL-Cov coefficient; Fig. 9: entropy-loss coefficient;
 Fig. 10: reference-KL coefficient).
 
-The swept value of a run is its ``value`` tag (set by :mod:`figures.plans`), else read from its config:
+The swept value of a run is its ``value`` tag (set by :mod:`reproduce.plans`), else read from its config:
 ``clip_cov`` -> ``clip_ratio``, ``kl_cov`` -> ``kl_coef``, ``entropy_coef`` / ``ref_kl_coef`` -> the
 additive coefficients; a GRPO baseline counts as value 0.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runs import Curves, load_many, smooth
+from .curves import Curves, load_many, smooth
 from .style import color, new_figure, save_figure
 
 SWEEPS = {"clip_cov": "clip_ratio", "kl_cov": "kl_coef", "entropy_coef": "entropy_coef",

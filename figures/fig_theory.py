@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runs import load_many
+from .curves import load_many
 from .style import color, new_figure, save_figure
 
 

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display is ever needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from theory.runio import atomic_write_bytes  # noqa: E402
+from rundir.files import atomic_write_bytes  # noqa: E402
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")

@@ -2,7 +2,7 @@
 
 ``<out>/checkpoint.pt`` holds the model and optimizer / scheduler state dicts, every RNG the trainer
 draws from (its named ``torch.Generator`` states plus the global torch CPU/CUDA states), the next
-step and the data cursor. It is written with ``theory.runio.atomic_save_torch`` (temp file, fsync,
+step and the data cursor. It is written with ``rundir.files.atomic_save_torch`` (temp file, fsync,
 rename), so a run killed mid-write keeps the previous checkpoint intact.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from theory.runio import atomic_save_torch
+from rundir.files import atomic_save_torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

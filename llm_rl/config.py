@@ -2,7 +2,7 @@
 
 ``TrainConfig`` nests one dataclass per concern (task/data, rollout, objective, optimisation, schedule of
 validation/checkpoints). The resolved config is written to ``<out>/config.json`` with the environment
-(``theory.runio.save_run_config``) at the start of every run, and ``from_dict`` rebuilds it on resume.
+(``rundir.files.save_run_config``) at the start of every run, and ``from_dict`` rebuilds it on resume.
 """
 
 from __future__ import annotations

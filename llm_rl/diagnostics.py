@@ -22,7 +22,6 @@ Per-step summary keys (``diag/*`` in the metrics JSONL) are listed in :data:`SUM
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from pathlib import Path
@@ -30,16 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rundir.diagnostics_files import load_per_state, save_per_state
+from rundir.logs import read_records
 from theory import covariance_decomposition, token_covariance
-from theory.runio import atomic_write_bytes
 from theory.vocab_stats import default_chunk_rows, vocab_stats
 
 from .metrics import DIAG_KEYS as SUMMARY_KEYS
-from .metrics import TOP_PERCENTS, read_metrics
+from .metrics import TOP_PERCENTS
 
 
-__all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "load_per_state", "probe_states", "r2_score", "save_per_state",
-           "state_logits", "summarize_run", "top_percent_means"]
+__all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "probe_states", "r2_score", "state_logits",
+           "summarize_run", "top_percent_means"]
 
 
 def probe_states(input_ids: torch.Tensor, response_mask: torch.Tensor, prompt_len: int, *,
@@ -266,29 +266,6 @@ def diagnose_step(
 # run-directory storage and the per-run summary (`entropy-mech diagnose RUN_DIR`)
 # ----------------------------------------------------------------------------------------------------
 
-DIAG_DIR = "diagnostics"
-
-
-def save_per_state(run_dir, step: int, per_state: dict[str, torch.Tensor]) -> None:
-    """Write one diagnosed step's per-state arrays (float32) to ``RUN/diagnostics/step_<k>.npz``."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: v.detach().cpu().float().numpy() for k, v in per_state.items()})
-    atomic_write_bytes(_diag_path(run_dir, step), buf.getvalue())
-
-
-def _diag_path(run_dir, step: int):
-    return Path(run_dir) / DIAG_DIR / f"step_{step:06d}.npz"
-
-
-def load_per_state(run_dir) -> dict[int, dict]:
-    """``{step: {name: array}}`` of every diagnosed step of a run."""
-    out = {}
-    for path in sorted((Path(run_dir) / DIAG_DIR).glob("step_*.npz")):
-        with np.load(path) as data:
-            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
-    return out
-
-
 def summarize_run(run_dir) -> dict[str, float]:
     """Per-run summary over every diagnosed step: medians of the per-step ``diag/*`` values, pooled
     R² of the Lemma-1 / second-order / tabular predictions over all stored states (dominated by the
@@ -297,7 +274,7 @@ def summarize_run(run_dir) -> dict[str, float]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise ValueError(f"{run_dir} has no metrics.jsonl: not a run directory of `entropy-mech train`")
-    rows = [r for r in read_metrics(path) if "diag/states" in r]
+    rows = [r for r in read_records(path) if "diag/states" in r]
     if not rows:
         raise ValueError(f"{run_dir} has no diagnosed steps: train with --diagnose-every K")
 

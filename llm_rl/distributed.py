@@ -1,4 +1,4 @@
-"""Data parallelism for the trainer: ``torchrun --nproc_per_node=P -m figures.cli train ...``.
+"""Data parallelism for the trainer: ``torchrun --nproc_per_node=P -m cli.main train ...``.
 
 Scheme (exactly equivalent to one process on the same global batch, up to float rounding):
 

@@ -137,7 +137,7 @@ class MetricsWriter:
         """Keep only lines with ``step < step`` (atomically rewritten)."""
         if not self.path.exists():
             return
-        from theory.runio import atomic_write_text
+        from rundir.files import atomic_write_text
 
         keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < step]
         atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
@@ -162,8 +162,3 @@ class MetricsWriter:
         """Flush and close the TensorBoard writer, if any."""
         if self._tb is not None:
             self._tb.close()
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """All records of a ``metrics.jsonl`` file, in order."""
-    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from theory.runio import atomic_write_json, environment_info
+from rundir.files import atomic_write_json, environment_info
 
 from .evaluate import evaluate
 from .model import build_default_policy, save_policy

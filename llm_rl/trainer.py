@@ -6,7 +6,7 @@ Launch::
     entropy-mech train --task arithmetic --objective grpo   --steps 60 --out runs/grpo
     entropy-mech train --task arithmetic --objective kl_cov --steps 60 --out runs/klcov
     entropy-mech train ... --out runs/grpo --resume             # continue a killed run exactly
-    torchrun --nproc_per_node=2 -m figures.cli train --task arithmetic --objective grpo --out runs/ddp
+    torchrun --nproc_per_node=2 -m cli.main train --task arithmetic --objective grpo --out runs/ddp
 
 One rollout step = (1) sample ``group_size`` responses for each of ``prompts_per_step`` training prompts
 at temperature 1 with a KV cache, dropping groups whose rewards are all equal and re-sampling up to
@@ -45,7 +45,7 @@ import torch
 import theory
 from theory.aggregation import aggregate
 from theory.objectives import compute_cov_stats, entropy_bonus, get_objective, reference_kl
-from theory.runio import save_run_config
+from rundir.files import save_run_config
 
 from .advantages import group_advantages, zero_variance_groups
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -16,10 +16,10 @@ import torch
 
 from theory import log_policy
 
-from .worlds import (
+from .world_base import (
     Exact,
     TokenBatch,
-    _check_logits_shape,
+    check_logits_shape,
     repeat_instances,
     sample_categorical,
     state_major_batch,
@@ -90,7 +90,7 @@ class TabularMDP:
         Args:
           logits: ``[B, S, A]``; tau: entropy temperature τ ≥ 0.
         """
-        _check_logits_shape(logits, (self.batch, self.n_states, self.n_actions))
+        check_logits_shape(logits, (self.batch, self.n_states, self.n_actions))
         ell = log_policy(logits)
         pi = ell.exp()
         r = self.r.to(logits.dtype)

@@ -30,7 +30,7 @@ import torch
 from theory import entropy_step_report, predicted_entropy_change, token_covariance
 
 from .rules import StepResult
-from .worlds import Exact
+from .world_base import Exact
 
 PER_STATE_KEYS: tuple[str, ...] = (
     "entropy",

@@ -33,7 +33,7 @@ from theory import (
 )
 
 from .config import RULE_NAMES
-from .worlds import Exact, TokenBatch
+from .world_base import Exact, TokenBatch
 
 
 @dataclass

@@ -3,7 +3,7 @@
     run = simulate(SimConfig(world="bandit", rule="pg", steps=200, instances=32))
     save_run(run, "runs/bandit-pg");  run = load_run("runs/bandit-pg")
 
-A run directory holds ``config.json`` (resolved :class:`SimConfig` + environment, ``theory.runio``),
+A run directory holds ``config.json`` (resolved :class:`SimConfig` + environment, ``rundir.files``),
 ``arrays.npz`` (per-step arrays, keys of :mod:`simulators.recorder` stacked to ``[steps, B, ...]``, plus
 ``final_entropy`` ``[B, S]``, ``final_agg_entropy`` / ``final_reward`` / ``optimal_reward`` ``[B]`` and, if
 requested, ``logits``
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rundir.files import atomic_write_bytes, atomic_write_json, save_run_config
 from theory import entropy
-from theory.runio import atomic_write_bytes, atomic_write_json, save_run_config
 
 from .config import SimConfig
 from .recorder import record_step

@@ -18,7 +18,7 @@ import torch
 
 from theory import log_policy
 
-from .worlds import Exact, TokenBatch, _check_logits_shape, repeat_instances, sample_categorical, uniform
+from .world_base import Exact, TokenBatch, check_logits_shape, repeat_instances, sample_categorical, uniform
 
 
 class TabularLM:
@@ -84,7 +84,7 @@ class TabularLM:
         Args:
           logits: ``[B, S, V]``; tau: entropy temperature τ ≥ 0.
         """
-        _check_logits_shape(logits, (self.batch, self.n_states, self.vocab))
+        check_logits_shape(logits, (self.batch, self.n_states, self.vocab))
         b, v_sz = self.batch, self.vocab
         ell = log_policy(logits)
         pi = ell.exp()
@@ -123,7 +123,7 @@ class TabularLM:
         coef = 1/M (M = groups·samples) and baseline = V(root): Σ_i coef (R_i − V(root)) Σ_t ∇ log π(y_t|s_t)
         is unbiased for ∂J/∂z.
         """
-        _check_logits_shape(logits, (self.batch, self.n_states, self.vocab))
+        check_logits_shape(logits, (self.batch, self.n_states, self.vocab))
         b, m = self.batch, groups * samples
         local = torch.zeros(b, m, dtype=torch.long, device=logits.device)  # index within level
         states, actions = [], []

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from figures._fixtures import write_llm_run, write_sim_lm, write_sim_pg
+from fake_runs import write_llm_run, write_sim_lm, write_sim_pg
 from figures.fig_collapse import plot_collapse, progress_share, shares_at
 from figures.fig_covariance import covariance_percentiles, plot_covariance
 from figures.fig_law import plot_law
@@ -12,7 +12,7 @@ from figures.fig_methods import mean_ci, plot_methods
 from figures.fig_prediction import plot_prediction
 from figures.fig_sweeps import plot_sweep, sweep_value
 from figures.fig_theory import plot_theory
-from figures.runs import kind_of, law_points, load_curves, non_embedding_params, smooth
+from figures.curves import kind_of, law_points, load_curves, non_embedding_params, smooth
 
 A, B = 0.3, 0.9
 

@@ -7,20 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from figures._fixtures import write_llm_run, write_sim_lm, write_sim_pg
-from figures.claims import FAILS, HOLDS, NA, PARTLY, claim_rows, grade
-from figures.cli import main
+from fake_runs import write_llm_run, write_sim_lm, write_sim_pg
+from reproduce.claims import FAILS, HOLDS, NA, PARTLY, claim_rows, grade
+from cli.main import main
 from figures.draw import draw_all
-from figures.experiments import MODEL_PLACEHOLDER, Spec, check_plan, execute, is_done, run_dir, spec_hash
-from figures.plans import plan
-from figures.report import write_report
-from figures.reproduce import reproduce
+from reproduce.experiments import MODEL_PLACEHOLDER, Spec, check_plan, execute, is_done, run_dir, spec_hash
+from reproduce.plans import plan
+from reproduce.report import write_report
+from reproduce.pipeline import reproduce
 
 FAKE_CLI = """
 import json, pathlib, sys
 argv = sys.argv[1:]
 log = pathlib.Path({log!r})
-log.write_text(log.read_text() + " ".join(argv) + "\\n" if log.exists() else " ".join(argv) + "\\n")
+with log.open("a") as f:  # append: two jobs may log at once
+    f.write(" ".join(argv) + "\\n")
 if "--fail" in argv:
     sys.exit(3)
 if argv[0] == "pretrain":

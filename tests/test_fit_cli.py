@@ -1,4 +1,4 @@
-"""`entropy-mech fit` (figures/fit_cli.py) through the real entry point figures.cli.main."""
+"""`entropy-mech fit` (figures/fit_cli.py) through the real entry point cli.main.main."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from figures.cli import main
+from cli.main import main
 from theory.law import law_predict
 
 A, B = 0.3, 0.75

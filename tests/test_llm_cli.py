@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from figures.cli import main
+from cli.main import main
 from llm_rl.pretrain import PretrainConfig, cache_path, get_or_pretrain
 
 TINY = ["--model-size", "hidden_size=32", "--model-size", "num_layers=1", "--model-size", "num_heads=2",

@@ -91,8 +91,9 @@ def test_table1_groups_and_bad_inputs():
 from test_llm_trainer import make_config, tiny_model  # noqa: E402,F401  (fixture reuse)
 
 from llm_rl.config import OptimConfig  # noqa: E402
-from llm_rl.diagnostics import load_per_state, summarize_run  # noqa: E402
-from llm_rl.metrics import read_metrics  # noqa: E402
+from llm_rl.diagnostics import summarize_run  # noqa: E402
+from rundir.diagnostics_files import load_per_state  # noqa: E402
+from rundir.logs import read_records  # noqa: E402
 from llm_rl.trainer import Trainer  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def _diag_run(tiny_model, out, lr, steps=2):
     cfg = make_config(tiny_model, steps=steps, diagnose_every=1,
                       optim=OptimConfig(micro_batch_size=8, num_minibatches=1, lr=lr, betas=(0.9, 0.999)))
     Trainer(cfg, out, progress=False).train()
-    return [r for r in read_metrics(out / "metrics.jsonl") if "diag/states" in r]
+    return [r for r in read_records(out / "metrics.jsonl") if "diag/states" in r]
 
 
 def test_trainer_writes_diagnostics_and_lemma1_holds_at_tiny_lr(tiny_model, tmp_path):
@@ -127,7 +128,7 @@ def test_first_order_error_shrinks_about_4x_when_lr_halves(tiny_model, tmp_path)
 
 
 def test_diagnose_cli(tiny_model, tmp_path, capsys):
-    from figures.cli import main
+    from cli.main import main
 
     _diag_run(tiny_model, tmp_path / "run", lr=1e-5, steps=1)
     assert main(["diagnose", str(tmp_path / "run")]) == 0

@@ -319,7 +319,7 @@ def tiny_model(tmp_path, monkeypatch):
 
 def test_trainer_runs_on_a_parquet_prompt_file(tiny_model, tmp_path):
     from llm_rl.config import DataConfig, OptimConfig, RolloutConfig, TrainConfig
-    from llm_rl.metrics import read_metrics
+    from rundir.logs import read_records
     from llm_rl.trainer import Trainer
 
     # ROWS[1] joins two messages with "\n", which the char tokenizer encodes as <unk>: runs all the same
@@ -334,14 +334,14 @@ def test_trainer_runs_on_a_parquet_prompt_file(tiny_model, tmp_path):
     assert isinstance(tr.task, PromptFileTask) and tr.max_new == 6
     assert len(tr.train_set) == 4 and len(tr.val_set) == 2
     tr.train()
-    recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    recs = read_records(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in recs] == [0, 1, 2] and all(0.0 <= r["val/acc"] <= 1.0 for r in recs)
     rewards = [r["reward/mean"] for r in recs if "reward/mean" in r]
     assert len(rewards) == 2 and all(0.0 <= x <= 1.0 for x in rewards)
 
 
 def test_cli_train_task_file(tiny_model, tmp_path, capsys):
-    from figures.cli import main
+    from cli.main import main
 
     train = write_parquet(tmp_path / "train.parquet", ROWS)
     val = write_jsonl(tmp_path / "val.jsonl", ROWS[:2])

@@ -13,7 +13,8 @@ import transformers
 
 from llm_rl import tasks as tasks_pkg
 from llm_rl.config import DataConfig, ObjectiveConfig, OptimConfig, RolloutConfig, TrainConfig
-from llm_rl.metrics import KEYS, known_keys, read_metrics
+from rundir.logs import read_records
+from llm_rl.metrics import KEYS, known_keys
 from llm_rl.model import build_default_policy, save_policy
 from llm_rl.tasks.base import Problem, Task
 from llm_rl.trainer import NonFiniteLossError, Trainer, resolve_objective_name
@@ -73,7 +74,7 @@ def test_smoke_every_parameter_changes_and_metrics_documented(tiny_model, tmp_pa
     after = params(tr.model)
     unchanged = [k for k in before if torch.equal(before[k], after[k])]
     assert not unchanged, f"parameters that did not change: {unchanged}"
-    recs = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    recs = read_records(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in recs] == [0, 1, 2]
     for key in ("entropy/train", "cov/batch_mean", "loss/policy", "time/rollout_s", "reward/mean"):
         assert key in recs[0]
@@ -109,8 +110,8 @@ def test_resume_is_bitwise_exact(tiny_model, tmp_path, objective):
     resumed.train()
     a, b = params(full.model), params(resumed.model)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    ma = [r for r in read_metrics(tmp_path / "full" / "metrics.jsonl")]
-    mb = [r for r in read_metrics(tmp_path / "half" / "metrics.jsonl")]
+    ma = [r for r in read_records(tmp_path / "full" / "metrics.jsonl")]
+    mb = [r for r in read_records(tmp_path / "half" / "metrics.jsonl")]
     assert [r["step"] for r in mb] == [r["step"] for r in ma]
     for ra, rb in zip(ma, mb):
         for k in ("entropy/train", "loss/policy", "reward/mean"):

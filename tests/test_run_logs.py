@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from figures.run_logs import (
+from rundir.logs import (
     align_to_preceding,
     detect_format,
     read_csv,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tolerances import ATOL_F64, EXACT_F64
 
-from simulators import cli
+from cli import simulate as cli
 from simulators.config import SimConfig
 from simulators.rules import make_rule, reinforce_logit_step
 from simulators.run import load_run, run_to_dir, simulate
@@ -188,7 +188,7 @@ def test_cli_fails_fast_on_unknown_names(tmp_path, capsys):
 
 
 def test_entropy_mech_simulate_is_wired(tmp_path):
-    from figures.cli import main
+    from cli.main import main
 
     assert (
         main(

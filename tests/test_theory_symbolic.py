@@ -3,7 +3,7 @@
 import pytest
 import sympy as sp
 
-from figures.cli import main
+from cli.main import main
 from theory import symbolic
 from theory.verify import CHECKS, run_checks
 

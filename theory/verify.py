@@ -1,4 +1,4 @@
-"""``entropy-mech verify``: check every statement of ``theory`` numerically on seeded random
+"""Check every statement of ``theory`` numerically on seeded random
 float64 instances (and, with ``--symbolic``, derive the core identities with sympy).
 
 Each row reports the worst case over the instances against a tolerance or a proven bound; the
@@ -7,9 +7,7 @@ command exits non-zero on any FAIL. This is the first thing a newcomer runs.
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -331,38 +329,3 @@ def format_table(rows: list[Row]) -> str:
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
     fmt = lambda cols: " | ".join(c.ljust(w) for c, w in zip(cols, widths))
     return "\n".join([fmt(head), "-+-".join("-" * w for w in widths), *map(fmt, body)])
-
-
-# --- CLI ---------------------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--instances", type=int, default=200, help="random instances per statement (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random instances")
-    parser.add_argument("--symbolic", action="store_true", help="also derive the identities with sympy")
-    parser.add_argument("--latex", action="store_true", help="print symbolic statements as LaTeX")
-    parser.add_argument("--max-n", type=int, default=4, help="largest action count for --symbolic (2..6)")
-
-
-def run(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
-    rows = run_checks(args.instances, args.seed)
-    print(format_table(rows))
-    failed = [r for r in rows if not r.passed]
-    print(f"\n{len(rows) - len(failed)}/{len(rows)} numeric statements PASS "
-          f"({time.perf_counter() - t0:.1f} s, float64, seed {args.seed})")
-    if args.symbolic:
-        import sympy as sp
-
-        from .symbolic import check_all
-
-        print("\nSymbolic derivations: each identity is derived from H = -sum pi log pi for an n-action")
-        print("softmax and lhs - rhs is simplified; PASS means it simplified to exactly 0.")
-        checks = check_all(range(2, args.max_n + 1))
-        for name in dict.fromkeys(c.name for c in checks):
-            group = [c for c in checks if c.name == name]
-            stmt = group[0].statement
-            shown = sp.latex(stmt) if args.latex else sp.pretty(stmt, use_unicode=False, num_columns=200)
-            print(f"\n[{group[0].reference}] {name}:\n{shown}")
-            print("  " + ", ".join(f"n={c.n}: {'PASS' if c.holds else 'FAIL'}" for c in group))
-            failed += [c for c in group if not c.holds]
-    return 1 if failed else 0

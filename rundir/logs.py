@@ -24,10 +24,13 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 __all__ = [
+    "iter_records",
+    "read_records",
     "DEFAULT_ENTROPY_KEY",
     "DEFAULT_SCORE_KEY",
     "RunSeries",
@@ -158,18 +161,19 @@ def _to_step(v, where: str) -> int:
 
 # ----------------------------------------------------------------------------- readers
 
-def read_jsonl(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str = DEFAULT_SCORE_KEY,
-               step_key: str = "step") -> RunSeries:
-    """Reads this package's JSONL run metrics (one JSON object per line with an integer ``step_key``).
+def iter_records(path) -> Iterator[tuple[str, dict]]:
+    """Yields ``("FILE:LINE", record)`` for every JSON object of a JSONL file (``metrics.jsonl`` and any
+    other one-object-per-line log), skipping blank lines.
 
     A final line that does not parse (a run killed mid-write) is skipped with a warning; any other
-    malformed line raises ``ValueError`` naming file and line.
+    malformed line, or a line that is not a JSON object, raises ``ValueError`` naming file and line.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or err}") from None
     last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    e_st, e_v, s_st, s_v = [], [], [], []
-    seen: set[str] = set()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -178,11 +182,30 @@ def read_jsonl(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str =
             rec = json.loads(line)
         except json.JSONDecodeError as err:
             if i == last:
-                warnings.warn(f"{where}: ignoring the truncated final line ({err.msg})", stacklevel=2)
+                warnings.warn(f"{where}: ignoring the truncated final line ({err.msg})", stacklevel=3)
                 continue
             raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
         if not isinstance(rec, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        yield where, rec
+
+
+def read_records(path) -> list[dict]:
+    """All records of a JSONL log (e.g. a run's ``metrics.jsonl``), in file order (see :func:`iter_records`)."""
+    return [rec for _, rec in iter_records(path)]
+
+
+def read_jsonl(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str = DEFAULT_SCORE_KEY,
+               step_key: str = "step") -> RunSeries:
+    """Reads this package's JSONL run metrics (one JSON object per line with an integer ``step_key``).
+
+    A final line that does not parse (a run killed mid-write) is skipped with a warning; any other
+    malformed line raises ``ValueError`` naming file and line.
+    """
+    path = Path(path)
+    e_st, e_v, s_st, s_v = [], [], [], []
+    seen: set[str] = set()
+    for where, rec in iter_records(path):
         seen.update(rec)
         has_e, has_s = rec.get(entropy_key) is not None, rec.get(score_key) is not None
         if not (has_e or has_s):

@@ -12,12 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_common import fail, parse_kv, quiet_transformers
+from .common import fail, parse_kv, quiet_transformers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech eval``."""
-    from .tasks import TASKS
+    from llm_rl.tasks import TASKS
 
     parser.add_argument("--task", help=f"task name: {', '.join(sorted(TASKS))} (default: the run's task)")
     parser.add_argument("--knob", action="append", metavar="KEY=VALUE", help="task difficulty knob (repeatable)")
@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     """Print the validation metrics as JSON."""
     quiet_transformers()
-    from .evaluate import evaluate
-    from .model import load_policy, resolve_device
-    from .tasks import make_splits, make_task
+    from llm_rl.evaluate import evaluate
+    from llm_rl.model import load_policy, resolve_device
+    from llm_rl.tasks import make_splits, make_task
 
     try:
         task_name, knobs, split_seed, n_val = args.task, parse_kv(args.knob, "--knob"), args.split_seed, args.n_val

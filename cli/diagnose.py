@@ -38,7 +38,7 @@ ROWS = (
 
 def run(args) -> int:
     """Print the summary of each run; exit 2 if a directory is not a diagnosed run."""
-    from .diagnostics import summarize_run
+    from llm_rl.diagnostics import summarize_run
 
     results = {}
     for run_dir in args.run_dirs:

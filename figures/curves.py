@@ -17,7 +17,7 @@ reward          ``reward/raw_mean`` (all sampled answers)  same as val_acc
 ==============  =========================================  =========================================
 
 ``meta`` holds what labels a run: objective, its hyperparameters, seed, entropy/ref-KL coefficients and
-the model's non-embedding parameter count; ``spec.json`` written by :mod:`figures.experiments` next to
+the model's non-embedding parameter count; ``spec.json`` written by :mod:`reproduce.experiments` next to
 the run (tags such as ``size``) overrides the values derived from the config.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_rl.metrics import read_metrics
+from rundir.logs import read_records
 
 
 @dataclass
@@ -106,7 +106,7 @@ def _llm_meta(cfg: dict) -> dict:
 
 
 def _load_llm(path: Path, cfg: dict, val_key: str = "val/acc") -> Curves:
-    recs = read_metrics(path / "metrics.jsonl")
+    recs = read_records(path / "metrics.jsonl")
     if not recs:
         raise ValueError(f"{path}/metrics.jsonl is empty")
     train = [r for r in recs if r.get("entropy/train") is not None]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli_common import fail, parse_kv, quiet_transformers
+from .common import fail, parse_kv, quiet_transformers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech pretrain``."""
-    from .pretrain import PretrainConfig
-    from .tasks import TASKS
+    from llm_rl.pretrain import PretrainConfig
+    from llm_rl.tasks import TASKS
 
     d = PretrainConfig()
     parser.add_argument("--task", required=True, help=f"task name: {', '.join(sorted(TASKS))}")
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args) -> "PretrainConfig":
     """The :class:`PretrainConfig` described by parsed CLI arguments."""
-    from .pretrain import PretrainConfig
+    from llm_rl.pretrain import PretrainConfig
 
     return PretrainConfig(task=args.task, task_knobs=parse_kv(args.knob, "--knob"), steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, wrong_frac=args.wrong_frac,
@@ -52,7 +52,7 @@ def config_from_args(args) -> "PretrainConfig":
 def run(args) -> int:
     """Pretrain (or reuse the cache) and print the model path and validation metrics as JSON."""
     quiet_transformers()
-    from .pretrain import get_or_pretrain
+    from llm_rl.pretrain import get_or_pretrain
 
     try:
         cfg = config_from_args(args)

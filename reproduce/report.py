@@ -1,6 +1,6 @@
 """``report.md``: the paper's claims against our runs, the tables, and how to rerun every experiment.
 
-Sections: claims table (:mod:`figures.claims`); theorem verification (``theory.verify.run_checks``);
+Sections: claims table (:mod:`reproduce.claims`); theorem verification (``theory.verify.run_checks``);
 law coefficients with bootstrap CIs, form comparison and early-prediction errors (paper Eq. 6, §2.4,
 Fig. 7); method comparison with mean ± 95% CI over seeds (Table 2 analogue); covariance by
 top-percentile group (Table 1 analogue); sweep summaries (Figs. 9, 10, 12); figure list; the exact
@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_rl.metrics import TOP_PERCENTS
-from theory.runio import atomic_write_text
+from rundir.files import atomic_write_text
+from rundir.finished import is_finished
 
 from .claims import claim_rows, num, pct
 
@@ -47,13 +48,13 @@ def llm_primary_score(results: dict, run_results, out: str | Path, pdf: bool = F
     starts = [r["acc_start"] for r in (c or {}).get("runs", []) if r.get("kind") == "llm"]
     if not starts or not float(sum(starts) / len(starts)) >= GREEDY_SATURATED or not run_results:
         return results, "val/acc"
-    from .draw import select
-    from .fig_collapse import plot_collapse
-    from .fig_law import plot_law
-    from .fig_methods import methods_data
-    from .fig_prediction import prediction_data
-    from .reproduce import finished_dirs
-    from .runs import kind_of, load_many
+    from figures.draw import select
+    from figures.fig_collapse import plot_collapse
+    from figures.fig_law import plot_law
+    from figures.fig_methods import methods_data
+    from figures.fig_prediction import prediction_data
+    from .experiments import finished_dirs
+    from figures.curves import kind_of, load_many
 
     key = "val/acc_sampled"
     dirs = [d for d in finished_dirs(run_results) if kind_of(d) == "llm"]
@@ -224,7 +225,7 @@ def _commands_section(run_results) -> str:
         spec = json.loads(spec_file.read_text())
         args = [f"<model dir printed by the {spec['needs']} line>" if a == "{model}" else a for a in spec["args"]]
         out = [] if spec["kind"] == "pretrain" else ["--out", f"runs/{Path(r['dir']).name}"]
-        note = "" if (Path(r["dir"]) / "DONE.json").is_file() else "   # did not finish"
+        note = "" if is_finished(r["dir"]) else "   # did not finish"
         lines.append(" ".join(["entropy-mech", spec["kind"], *args, *out]) + note)
     return ("Run from the output directory; each run's resolved configuration is in its `config.json` "
             "(`pretrain.json` in the model cache for warm starts).\n\n```\n" + "\n".join(lines) + "\n```"

@@ -9,7 +9,7 @@ where it stopped (at run granularity). Runs are subprocesses of the ``entropy-me
 thread each, ``jobs`` at a time (warm starts and simulator runs first, then the LLM trainings), under a
 tqdm bar whose total is the estimated seconds of work.
 
-The plans themselves (``quick`` and ``full``) live in :mod:`figures.plans`.
+The plans themselves (``quick`` and ``full``) live in :mod:`reproduce.plans`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theory.runio import atomic_write_json
+from rundir.files import atomic_write_json
+from rundir.finished import has_records, is_finished, mark_finished, read_done
 
 KINDS = ("simulate", "pretrain", "train")
 MODEL_PLACEHOLDER = "{model}"
@@ -96,11 +97,8 @@ def is_done(spec: Spec, out: str | Path, by_name: dict[str, Spec]) -> bool:
     """True when the run directory holds a ``DONE.json`` with this spec's hash (and, for a warm start,
     its cached model still exists)."""
     d = run_dir(spec, out, by_name)
-    try:
-        done = json.loads((d / "DONE.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if done.get("hash") != spec_hash(spec, by_name):
+    done = read_done(d)
+    if done is None or done.get("hash") != spec_hash(spec, by_name):
         return False
     return spec.kind != "pretrain" or Path(done.get("model", "")).joinpath("config.json").is_file()
 
@@ -108,7 +106,7 @@ def is_done(spec: Spec, out: str | Path, by_name: dict[str, Spec]) -> bool:
 def _model_of(spec: Spec, out, by_name) -> str | None:
     if spec.needs is None:
         return None
-    done = json.loads((run_dir(by_name[spec.needs], out, by_name) / "DONE.json").read_text())
+    done = read_done(run_dir(by_name[spec.needs], out, by_name)) or {}
     return done["model"]
 
 
@@ -116,7 +114,7 @@ def run_spec(spec: Spec, out: str | Path, by_name: dict[str, Spec], cli: list[st
     """Run one spec in a fresh run directory (an unfinished one is wiped first); write ``DONE.json``.
 
     Args:
-      cli: the command prefix (default ``[python, -m, figures.cli]``, i.e. ``entropy-mech``).
+      cli: the command prefix (default ``[python, -m, cli.main]``, i.e. ``entropy-mech``).
     Returns:
       ``{"name", "ok", "wall_s", "dir", "log"}``; a failing run is reported, not raised.
     """
@@ -131,7 +129,7 @@ def run_spec(spec: Spec, out: str | Path, by_name: dict[str, Spec], cli: list[st
         argv += ["--out", str(d)]
     argv += ["--threads", "1"] if spec.kind == "simulate" else []
     argv += ["--no-progress"]
-    cmd = (cli or [sys.executable, "-m", "figures.cli"]) + argv
+    cmd = (cli or [sys.executable, "-m", "cli.main"]) + argv
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     t0 = time.time()
     with open(d / "log.txt", "w") as log:
@@ -147,7 +145,7 @@ def run_spec(spec: Spec, out: str | Path, by_name: dict[str, Spec], cli: list[st
         if spec.kind == "pretrain":
             info = json.loads(proc.stdout[proc.stdout.index("{"):])
             done.update(model=info["model"], val=info["val"])
-        atomic_write_json(d / "DONE.json", done)
+        mark_finished(d, done)
     return {"name": spec.name, "ok": ok, "wall_s": wall, "dir": str(d), "log": str(d / "log.txt")}
 
 
@@ -190,3 +188,9 @@ def execute(specs: list[Spec], out: str | Path, jobs: int = 2, progress: bool = 
                     bar.write(f"run {s.name} failed; see {res['log']}")
     bar.close()
     return [results[s.name] for s in specs]
+
+
+def finished_dirs(run_results: list[dict]) -> list[Path]:
+    """Directories of the runs that finished (``DONE.json`` present); warm starts excluded."""
+    dirs = (Path(r["dir"]) for r in run_results)
+    return [d for d in dirs if is_finished(d) and has_records(d)]

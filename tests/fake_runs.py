@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.runio import atomic_write_json
+from rundir.files import atomic_write_json
 
 
 def write_llm_run(out, *, objective: str = "grpo", seed: int = 0, steps: int = 60, val_every: int = 3,
@@ -59,7 +59,8 @@ def _diagnosed(out: Path, step: int, rng, states: int = 24, vocab: int = 7, samp
     """``diag/*`` keys of one synthetic diagnosed update (the per-state file is written too)."""
     import torch
 
-    from llm_rl.diagnostics import diagnose_step, save_per_state
+    from llm_rl.diagnostics import diagnose_step
+    from rundir.diagnostics_files import save_per_state
 
     g = torch.Generator().manual_seed(int(rng.integers(2**31)))
     z = torch.randn(states, vocab, generator=g, dtype=torch.float64) * 2

@@ -1,5 +1,5 @@
 """The two experiment plans of ``entropy-mech reproduce``: ``quick`` (<= 10 min on 2 CPU cores from an
-empty model cache) and ``full`` (<= 2 h). Each is a list of :class:`figures.experiments.Spec`.
+empty model cache) and ``full`` (<= 2 h). Each is a list of :class:`reproduce.experiments.Spec`.
 
 Tags say which figure reads a run: ``group`` in {``law`` (sizes, paper Figs. 1, 3, 5, 7), ``methods``
 (Fig. 11, Table 2), ``sweep`` (Figs. 9, 10, 12), ``theory`` (first-order error vs step size), ``cov``

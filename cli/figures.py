@@ -18,7 +18,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech figures``."""
-    from .draw import FIGURES
+    from figures.draw import FIGURES
 
     parser.add_argument("runs", nargs="+", help="run directories (simulator or LLM)")
     parser.add_argument("--out", required=True, help="directory for the figures")
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Draw; exit 0, or 2 on a bad run directory."""
-    from .draw import draw_all
+    from figures.draw import draw_all
 
     try:
         results = draw_all([Path(r) for r in args.runs], args.out, pdf=args.pdf, only=tuple(args.only))

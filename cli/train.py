@@ -6,7 +6,7 @@ Examples::
     entropy-mech train --task arithmetic --objective kl_cov --param kl_ratio=0.002 --out runs/klcov
     entropy-mech train --task arithmetic --objective clip_cov --param clip_ratio=0.0002 --out runs/clipcov
     entropy-mech train --out runs/grpo --resume                  # continue exactly where it stopped
-    torchrun --nproc_per_node=2 -m figures.cli train --task arithmetic --objective kl_cov --out runs/ddp
+    torchrun --nproc_per_node=2 -m cli.main train --task arithmetic --objective kl_cov --out runs/ddp
 
 Without ``--model`` the default tiny Qwen2 model is warm-started on the task (``entropy-mech pretrain``
 defaults; cached) and used as the starting policy.
@@ -19,14 +19,14 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_common import fail, parse_kv, quiet_transformers
+from .common import fail, parse_kv, quiet_transformers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech train``."""
-    from .config import (ADVANTAGE_ESTIMATORS, AGG_MODES, REF_KL_ESTIMATORS, DataConfig, OptimConfig,
+    from llm_rl.config import (ADVANTAGE_ESTIMATORS, AGG_MODES, REF_KL_ESTIMATORS, DataConfig, OptimConfig,
                          RolloutConfig, TrainConfig)
-    from .tasks import TASKS
+    from llm_rl.tasks import TASKS
 
     t, r, o = TrainConfig(), RolloutConfig(), OptimConfig()
     parser.add_argument("--task", help=f"task name: {', '.join(sorted(TASKS))}")
@@ -68,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args):
     """TrainConfig from parsed arguments (warm-starting the default model when --model is absent)."""
-    from .config import DataConfig, ObjectiveConfig, OptimConfig, RolloutConfig, TrainConfig
-    from .trainer import resolve_objective_name
+    from llm_rl.config import DataConfig, ObjectiveConfig, OptimConfig, RolloutConfig, TrainConfig
+    from llm_rl.trainer import resolve_objective_name
 
     if not args.task:
         raise ValueError("--task is required (unless --resume)")
@@ -96,7 +96,7 @@ def build_config(args):
     if not cfg.model:
         import os
 
-        from .pretrain import PretrainConfig, cache_path, get_or_pretrain
+        from llm_rl.pretrain import PretrainConfig, cache_path, get_or_pretrain
 
         pcfg = PretrainConfig(task=args.task, task_knobs=knobs, split_seed=data.split_seed,
                               n_train=data.n_train, n_val=data.n_val)
@@ -112,9 +112,9 @@ def build_config(args):
 def run(args) -> int:
     """Train; exit 0 on success, 1 on a non-finite loss, 2 on bad arguments."""
     quiet_transformers()
-    from .config import TrainConfig
-    from .distributed import shutdown_distributed
-    from .trainer import NonFiniteLossError, Trainer
+    from llm_rl.config import TrainConfig
+    from llm_rl.distributed import shutdown_distributed
+    from llm_rl.trainer import NonFiniteLossError, Trainer
 
     try:
         if args.resume:

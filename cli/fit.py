@@ -23,7 +23,7 @@ from pathlib import Path
 from theory.law import fit_entropy_law, law_predict
 from theory.law_extrapolation import compare_forms, predict_from_early
 
-from .run_logs import DEFAULT_ENTROPY_KEY, DEFAULT_SCORE_KEY, FORMATS, RunSeries, read_run_log
+from rundir.logs import DEFAULT_ENTROPY_KEY, DEFAULT_SCORE_KEY, FORMATS, RunSeries, read_run_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +136,7 @@ def plot_fits(results: list[tuple[RunSeries, dict]], out: str) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from theory.runio import atomic_write_bytes
+    from rundir.files import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     for i, (series, res) in enumerate(results):

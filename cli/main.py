@@ -1,7 +1,7 @@
 """The one command-line entry point, ``entropy-mech``.
 
-It lives in ``figures`` because that is the only layer allowed to import every other one
-(theory <- simulators, theory <- llm_rl, figures <- all). Each subcommand is a module exposing
+It sits in ``cli``, the top layer, the only one allowed to import every other one
+(theory, rundir <- simulators, llm_rl <- figures <- reproduce <- cli). Each subcommand is a module exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; it is imported only when that subcommand runs,
 so ``entropy-mech verify`` never pays for importing transformers.
 """
@@ -15,15 +15,15 @@ import sys
 
 # name -> (module implementing it, one-line description)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "verify": ("theory.verify", "check every theorem of the paper numerically (and symbolically)"),
-    "simulate": ("simulators.cli", "run a tabular softmax world and record predicted vs observed entropy change"),
-    "fit": ("figures.fit_cli", "fit the entropy-performance law R = -a exp(H) + b to training logs"),
-    "pretrain": ("llm_rl.cli_pretrain", "supervised warm start of the small default model on a synthetic task"),
-    "train": ("llm_rl.cli_train", "GRPO-family RL training of a causal LM"),
-    "eval": ("llm_rl.cli_eval", "evaluate a checkpoint on a task's validation split"),
-    "diagnose": ("llm_rl.cli_diagnose", "summarise the entropy-dynamics diagnostics of a run"),
-    "figures": ("figures.figures_cli", "draw the paper's figures from existing run directories"),
-    "reproduce": ("figures.reproduce", "run the whole story and write report.md with figures"),
+    "verify": ("cli.verify", "check every theorem of the paper numerically (and symbolically)"),
+    "simulate": ("cli.simulate", "run a tabular softmax world and record predicted vs observed entropy change"),
+    "fit": ("cli.fit", "fit the entropy-performance law R = -a exp(H) + b to training logs"),
+    "pretrain": ("cli.pretrain", "supervised warm start of the small default model on a synthetic task"),
+    "train": ("cli.train", "GRPO-family RL training of a causal LM"),
+    "eval": ("cli.eval", "evaluate a checkpoint on a task's validation split"),
+    "diagnose": ("cli.diagnose", "summarise the entropy-dynamics diagnostics of a run"),
+    "figures": ("cli.figures", "draw the paper's figures from existing run directories"),
+    "reproduce": ("cli.reproduce", "run the whole story and write report.md with figures"),
 }
 
 

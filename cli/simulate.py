@@ -17,7 +17,7 @@ import dataclasses
 import json
 import sys
 
-from .config import ADV_NORMS, DTYPES, INITS, OPTIMIZERS, REWARD_NOISES, RULE_NAMES, WORLD_NAMES, SimConfig
+from simulators.config import ADV_NORMS, DTYPES, INITS, OPTIMIZERS, REWARD_NOISES, RULE_NAMES, WORLD_NAMES, SimConfig
 
 
 def _objective_names() -> list[str]:
@@ -107,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 def run(args: argparse.Namespace) -> int:
     """Validate, simulate with a progress bar, save to ``--out``, print the summary. Returns 0, or 2 on a
     bad setting (message on stderr)."""
-    from .run import run_to_dir
+    from simulators.run import run_to_dir
 
     try:
         config = config_from_args(args)

@@ -1,0 +1,1 @@
+"""The ``entropy-mech`` command line: :mod:`cli.main` dispatches to one module per subcommand."""
