@@ -6,7 +6,7 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install reproduce reproduce-full test test-all bench clean
+.PHONY: install reproduce reproduce-full test test-all lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,11 @@ reproduce: $(STAMP)
 reproduce-full: $(STAMP)
 	$(VENV)/bin/entropy-mech reproduce --profile full --out reproduce-full
 
-test: $(STAMP)
+test: $(STAMP) lint
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 test-all: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -14,7 +14,8 @@ import json
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech diagnose``."""
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories of `entropy-mech train`")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run directories of `entropy-mech train`")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -4,6 +4,9 @@ Example::
 
     entropy-mech eval --task arithmetic --model runs/grpo/model
     entropy-mech eval --task arithmetic --run runs/grpo          # same, reads the run's config
+
+The options shared with ``train`` have its names and defaults (``--knob``, ``--split-seed``, ``--n-val``,
+``--val-samples``, ``--val-temperature``, ``--seed``, ``--device``).
 """
 
 from __future__ import annotations
@@ -13,23 +16,38 @@ import json
 from pathlib import Path
 
 from .common import fail, parse_kv, quiet_transformers
+from .config_args import add_config_epilog, add_hidden_alias
+
+#: old spelling -> canonical flag (the canonical names are `train`'s)
+ALIASES = {"--samples": "--val-samples", "--temperature": "--val-temperature"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech eval``."""
+    from llm_rl.config import DataConfig, TrainConfig
     from llm_rl.tasks import TASKS
 
+    d, t = DataConfig(), TrainConfig()
     parser.add_argument("--task", help=f"task name: {', '.join(sorted(TASKS))} (default: the run's task)")
-    parser.add_argument("--knob", action="append", metavar="KEY=VALUE", help="task difficulty knob (repeatable)")
+    parser.add_argument("--knob", action="append", metavar="KEY=VALUE",
+                        help="task difficulty knob (repeatable; default: the run's knobs with --run)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="model directory (save_pretrained format)")
     src.add_argument("--run", help="run directory written by `entropy-mech train` (uses RUN/model)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the splits")
-    parser.add_argument("--n-val", type=int, default=256, help="validation prompts")
-    parser.add_argument("--samples", type=int, default=4, help="samples per prompt for the sampled accuracy")
-    parser.add_argument("--temperature", type=float, default=0.6, help="temperature of the sampled accuracy")
+    parser.add_argument("--split-seed", type=int, default=d.split_seed,
+                        help="seed of the splits (with --run: the run's)")
+    parser.add_argument("--n-val", type=int, default=d.n_val,
+                        help="validation prompts (with --run: the run's)")
+    samples = dict(dest="val_samples", type=int, default=t.val_samples)
+    parser.add_argument("--val-samples", **samples, help="samples per prompt for the sampled accuracy")
+    add_hidden_alias(parser, "--samples", **samples)
+    temperature = dict(dest="val_temperature", type=float, default=t.val_temperature)
+    parser.add_argument("--val-temperature", **temperature, help="temperature of the sampled accuracy")
+    add_hidden_alias(parser, "--temperature", **temperature)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--device", default=t.device, help="auto, cpu, cuda, cuda:N")
+    add_config_epilog(parser, "Old spellings still accepted: "
+                      + ", ".join(f"{a} = {c}" for a, c in ALIASES.items()) + ".")
 
 
 def run(args) -> int:
@@ -40,7 +58,8 @@ def run(args) -> int:
     from llm_rl.tasks import make_splits, make_task
 
     try:
-        task_name, knobs, split_seed, n_val = args.task, parse_kv(args.knob, "--knob"), args.split_seed, args.n_val
+        task_name, knobs = args.task, parse_kv(args.knob, "--knob")
+        split_seed, n_val = args.split_seed, args.n_val
         model_dir = args.model
         if args.run:
             cfg = json.loads((Path(args.run) / "config.json").read_text())["config"]
@@ -53,7 +72,8 @@ def run(args) -> int:
         task = make_task(task_name, **knobs)
         _, val = make_splits(task, 1, n_val, split_seed)  # val is drawn first: independent of n_train
         model, tok = load_policy(model_dir, device=resolve_device(args.device))
-        res = evaluate(model, tok, task, val, n_samples=args.samples, temperature=args.temperature, seed=args.seed)
+        res = evaluate(model, tok, task, val, n_samples=args.val_samples, temperature=args.val_temperature,
+                       seed=args.seed)
     except (ValueError, OSError) as err:
         return fail("eval", err)
     print(json.dumps({"model": model_dir, "task": task_name, **res}, indent=2))

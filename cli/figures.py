@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"entropy-mech figures: error: {err}", file=sys.stderr)
         return 2
-    for name, data in results.items():
-        if name != "skipped":
-            print(f"{name}: " + ", ".join(str(p) for p in data["files"]))
-    if results["skipped"]:
-        print("skipped (no matching runs): " + ", ".join(results["skipped"]))
+    for name, files in results.figure_files().items():
+        print(f"{name}: " + ", ".join(str(p) for p in files))
+    if results.skipped:
+        print("skipped (no matching runs): " + ", ".join(results.skipped))
     return 0

@@ -16,7 +16,8 @@ import sys
 # name -> (module implementing it, one-line description)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("cli.verify", "check every theorem of the paper numerically (and symbolically)"),
-    "simulate": ("cli.simulate", "run a tabular softmax world and record predicted vs observed entropy change"),
+    "simulate": ("cli.simulate",
+                 "run a tabular softmax world and record predicted vs observed entropy change"),
     "fit": ("cli.fit", "fit the entropy-performance law R = -a exp(H) + b to training logs"),
     "pretrain": ("cli.pretrain", "supervised warm start of the small default model on a synthetic task"),
     "train": ("cli.train", "GRPO-family RL training of a causal LM"),
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"entropy-mech: the {name!r} command is not available in this version", file=sys.stderr)
             return 2
         raise
-    parser = argparse.ArgumentParser(prog=f"entropy-mech {name}", description=description)
+    from cli.config_args import HelpFormatter  # shows every option's default
+
+    parser = argparse.ArgumentParser(prog=f"entropy-mech {name}", description=description,
+                                     formatter_class=HelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:

@@ -23,9 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech reproduce``."""
     from reproduce.plans import PROFILES
 
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="experiment plan (default quick)")
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="experiment plan (default quick)")
     parser.add_argument("--out", required=True, help="output directory (runs/, figures, report.md)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default 2)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="runs in parallel, one CPU thread each (default 2)")
     parser.add_argument("--report-only", action="store_true", help="skip running; draw from finished runs")
     parser.add_argument("--verify-instances", type=int, default=100, help="instances per theorem check")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -4,20 +4,38 @@ Examples::
 
     entropy-mech simulate --world bandit --rule pg --steps 500 --instances 32 --lr 0.4 --out runs/bandit-pg
     entropy-mech simulate --world tabular_lm --rule grpo --objective clip_cov --optimizer adam \\
-        --lr 0.05 --samples 8 --epochs 4 --steps 200 --seeds 16 --out runs/lm-clipcov
+        --lr 0.05 --group-size 8 --ppo-epochs 4 --objective-param clip_ratio=0.2 --steps 200 --seeds 16 \\
+        --out runs/lm-clipcov
+    entropy-mech simulate --config runs/lm-clipcov/config.json --seed 1 --out runs/lm-clipcov-s1
 
-Writes ``config.json``, ``arrays.npz`` and ``summary.json`` into ``--out`` (see :mod:`simulators.run`)
-and prints the summary. Invalid names fail before anything runs, listing the valid choices.
+Every :class:`simulators.config.SimConfig` field is an option (the field name with dashes), except the
+shared-vocabulary names of :data:`VOCABULARY`; ``--config FILE`` (YAML/JSON) sets any of them, options
+on the command line win. Writes ``config.json``, ``arrays.npz`` and ``summary.json`` into ``--out`` (see
+:mod:`simulators.run`) and prints the summary. Invalid names fail before anything runs, listing the
+valid choices.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
-from simulators.config import ADV_NORMS, DTYPES, INITS, OPTIMIZERS, REWARD_NOISES, RULE_NAMES, WORLD_NAMES, SimConfig
+from simulators import config as sim_config
+from simulators.config import SimConfig
+
+from .config_args import ConfigArgs, add_config_epilog
+
+# SimConfig field -> (canonical flag shared with `train`, old spellings kept as hidden aliases)
+VOCABULARY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "objective_kwargs": ("--objective-param", ("--objective-arg",)),
+    "loss_agg": ("--loss-agg-mode", ("--loss-agg",)),
+    "epochs": ("--ppo-epochs", ("--epochs",)),
+    "samples": ("--group-size", ("--samples",)),
+    "advantage": ("--advantage", ("--adv-norm",)),
+}
+#: values of the old ``--adv-norm`` option (and ``adv_norm`` key of old config files) -> ``advantage``
+ADV_NORM_VALUES = {"std": "grpo", "mean": "drgrpo"}
 
 
 def _objective_names() -> list[str]:
@@ -29,79 +47,49 @@ def _objective_names() -> list[str]:
     return sorted(names) if names is not None else []
 
 
-def _kv(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
+def _agg_modes() -> tuple[str, ...] | None:
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        from theory.aggregation import AGG_MODES
+    except ImportError:
+        return None
+    return AGG_MODES
+
+
+def config_args() -> ConfigArgs:
+    """The :class:`ConfigArgs` of ``simulate`` (SimConfig <-> options and --config files)."""
+    choices = {"world": sim_config.WORLD_NAMES, "rule": sim_config.RULE_NAMES,
+               "optimizer": sim_config.OPTIMIZERS, "init": sim_config.INITS,
+               "reward_noise": sim_config.REWARD_NOISES, "dtype": sim_config.DTYPES,
+               "loss_agg": _agg_modes(), "advantage": getattr(sim_config, "ADVANTAGE_ESTIMATORS", None)}
+    names = ", ".join(_objective_names()) or "none available"
+    return ConfigArgs(SimConfig, flags={field: flag for field, (flag, _) in VOCABULARY.items()},
+                      aliases={field: old for field, (_, old) in VOCABULARY.items()}, choices=choices,
+                      value_aliases={"--adv-norm": ADV_NORM_VALUES},
+                      legacy_keys={"adv_norm": ("advantage", ADV_NORM_VALUES)},  # configs saved before
+                      extra_help={"objective": f"one of: {names}"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the ``simulate`` options (defaults come from :class:`SimConfig`)."""
-    d = SimConfig()
-    parser.add_argument("--world", choices=WORLD_NAMES, default=d.world, help="which world to simulate")
-    parser.add_argument("--rule", choices=RULE_NAMES, default=d.rule, help="update rule")
-    parser.add_argument(
-        "--objective",
-        default=d.objective,
-        help=f"theory.objectives name for --rule grpo ({', '.join(_objective_names()) or 'none available'})",
-    )
-    parser.add_argument(
-        "--objective-arg",
-        action="append",
-        type=_kv,
-        default=[],
-        metavar="KEY=VALUE",
-        help="objective hyperparameter (repeatable), e.g. --objective-arg eps_high=0.28",
-    )
-    parser.add_argument("--steps", type=int, default=d.steps, help="outer update steps")
-    parser.add_argument("--lr", type=float, default=d.lr, help="step size η / optimiser learning rate")
-    parser.add_argument("--instances", type=int, default=d.instances, help="independently drawn worlds")
-    parser.add_argument("--seeds", type=int, default=d.seeds, help="replicas per world")
-    parser.add_argument("--seed", type=int, default=d.seed, help="generator seed")
-    parser.add_argument("--n-actions", type=int, default=d.n_actions, help="actions (bandit/contextual/mdp)")
-    parser.add_argument("--n-states", type=int, default=d.n_states, help="states (contextual/mdp)")
-    parser.add_argument("--gamma", type=float, default=d.gamma, help="MDP discount")
-    parser.add_argument("--vocab", type=int, default=d.vocab, help="tabular LM vocabulary V")
-    parser.add_argument("--horizon", type=int, default=d.horizon, help="tabular LM response length L")
-    parser.add_argument(
-        "--match-threshold", type=int, default=None, help="tabular LM: matches to the target for reward 1"
-    )
-    parser.add_argument(
-        "--reward-noise", choices=REWARD_NOISES, default=d.reward_noise, help="sampled bandit rewards"
-    )
-    parser.add_argument("--init", choices=INITS, default=d.init, help="initial logits")
-    parser.add_argument("--init-scale", type=float, default=d.init_scale, help="std of random initial logits")
-    parser.add_argument("--tau", type=float, default=d.tau, help="entropy temperature of entropy_npg")
-    parser.add_argument("--samples", type=int, default=d.samples, help="samples per state / group size G")
-    parser.add_argument("--groups", type=int, default=d.groups, help="tabular LM: groups per step")
-    parser.add_argument("--loss-agg", default=d.loss_agg, help="theory.aggregation mode for grpo")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="grpo optimiser")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="grpo inner epochs per batch")
-    parser.add_argument("--adv-norm", choices=ADV_NORMS, default=d.adv_norm, help="grpo group advantage")
-    parser.add_argument("--dtype", choices=DTYPES, default=d.dtype)
-    parser.add_argument("--device", default=d.device, help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--record-logits", action="store_true", help="also save the logits trajectory")
-    parser.add_argument(
+    """Register the ``simulate`` options: one per :class:`SimConfig` field (help and defaults from the
+    dataclass), ``--config``, and the run options ``--out``, ``--threads``, ``--no-progress``."""
+    spec = config_args()
+    parser.add_argument("--out", required=True, help="run directory to write")
+    spec.add_to(parser)
+    run_opts = parser.add_argument_group("run (not part of the config)")
+    run_opts.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch CPU threads (default 1: the per-state tensors are small and OpenMP threads "
         "only add overhead; 0 keeps torch's default)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--out", required=True, help="run directory to write")
+    run_opts.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_epilog(parser, spec.epilog())
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
-    """Build (and validate) the :class:`SimConfig` from parsed arguments."""
-    fields = {f.name for f in dataclasses.fields(SimConfig)}
-    values = {k: v for k, v in vars(args).items() if k in fields}
-    values["objective_kwargs"] = dict(args.objective_arg)
-    return SimConfig(**values)
+    """Build (and validate) the :class:`SimConfig`: defaults < ``--config`` file < command line."""
+    return config_args().resolve(args)[1]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             from theory.objectives import get_objective
 
             get_objective(config.objective)
-    except (ValueError, KeyError, ImportError) as err:
+    except (ValueError, KeyError, ImportError, OSError) as err:
         print(f"entropy-mech simulate: {err}", file=sys.stderr)
         return 2
     if args.threads < 0:

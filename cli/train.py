@@ -3,13 +3,18 @@
 Examples::
 
     entropy-mech train --task arithmetic --objective grpo --steps 60 --out runs/grpo
-    entropy-mech train --task arithmetic --objective kl_cov --param kl_ratio=0.002 --out runs/klcov
-    entropy-mech train --task arithmetic --objective clip_cov --param clip_ratio=0.0002 --out runs/clipcov
+    entropy-mech train --task arithmetic --objective kl_cov --objective-param kl_ratio=0.002 --out runs/klcov
+    entropy-mech train --task arithmetic --objective clip_cov --objective-param clip_ratio=0.0002 \\
+        --out runs/clipcov
+    entropy-mech train --config runs/grpo/config.json --seed 1 --out runs/grpo-s1   # same settings, seed 1
     entropy-mech train --out runs/grpo --resume                  # continue exactly where it stopped
     torchrun --nproc_per_node=2 -m cli.main train --task arithmetic --objective kl_cov --out runs/ddp
 
-Without ``--model`` the default tiny Qwen2 model is warm-started on the task (``entropy-mech pretrain``
-defaults; cached) and used as the starting policy.
+Every :class:`llm_rl.config.TrainConfig` field, nested sections included, is an option: the field name with
+dashes, except the shared-vocabulary names of :data:`VOCABULARY`. ``--config FILE`` (YAML/JSON, nested
+like ``TrainConfig.to_dict()``; a run's ``config.json`` loads as is) sets any of them; options given on
+the command line win. Without ``--model`` the default tiny Qwen2 model is warm-started on the task
+(``entropy-mech pretrain`` defaults; cached) and used as the starting policy.
 """
 
 from __future__ import annotations
@@ -19,89 +24,88 @@ import json
 import sys
 from pathlib import Path
 
-from .common import fail, parse_kv, quiet_transformers
+from .common import fail, quiet_transformers
+from .config_args import ConfigArgs, add_config_epilog
+
+# dotted TrainConfig field -> (canonical flag, old spellings kept as hidden aliases); the names shared with
+# `simulate` are the same there. rollout.temperature is prefixed: `eval --temperature` (an old spelling of
+# --val-temperature) is the validation temperature.
+VOCABULARY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "objective.name": ("--objective", ()),
+    "objective.params": ("--objective-param", ("--param",)),
+    "objective.agg_mode": ("--loss-agg-mode", ("--agg-mode",)),
+    "optim.num_minibatches": ("--num-minibatches", ("--minibatches",)),
+    "data.task_knobs": ("--knob", ()),
+    "rollout.temperature": ("--rollout-temperature", ()),
+}
+
+
+def config_args() -> ConfigArgs:
+    """The :class:`ConfigArgs` of ``train`` (TrainConfig <-> options and --config files)."""
+    from llm_rl.config import ADVANTAGE_ESTIMATORS, AGG_MODES, REF_KL_ESTIMATORS, RUN_INFO_KEYS, TrainConfig
+    from llm_rl.objective_choice import OBJECTIVE_ALIASES
+    from llm_rl.tasks import TASKS
+
+    try:
+        from theory.objectives import OBJECTIVES
+        objectives = sorted(set(OBJECTIVES) | set(OBJECTIVE_ALIASES))
+    except ImportError:
+        objectives = sorted(OBJECTIVE_ALIASES)
+    aliases_text = ", ".join(f"{a} = {t}" for a, t in OBJECTIVE_ALIASES.items())
+    return ConfigArgs(
+        TrainConfig,
+        flags={k: flag for k, (flag, _) in VOCABULARY.items()},
+        aliases={k: old for k, (_, old) in VOCABULARY.items() if old},
+        choices={"objective.advantage": ADVANTAGE_ESTIMATORS, "objective.agg_mode": AGG_MODES,
+                 "objective.ref_kl_estimator": REF_KL_ESTIMATORS},
+        extra_help={"data.task": f"one of: {', '.join(sorted(TASKS))}",
+                    "objective.name": f"one of: {', '.join(objectives)} ({aliases_text})"},
+        ignore_keys=RUN_INFO_KEYS, required=("data.task",),
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the options of ``entropy-mech train``."""
-    from llm_rl.config import (ADVANTAGE_ESTIMATORS, AGG_MODES, REF_KL_ESTIMATORS, DataConfig, OptimConfig,
-                         RolloutConfig, TrainConfig)
-    from llm_rl.tasks import TASKS
-
-    t, r, o = TrainConfig(), RolloutConfig(), OptimConfig()
-    parser.add_argument("--task", help=f"task name: {', '.join(sorted(TASKS))}")
-    parser.add_argument("--objective", default="grpo",
-                        help="grpo (= ppo_clip), clip_higher, clip_cov, kl_cov, vanilla_pg (default grpo)")
+    """Register the options of ``entropy-mech train``: one per :class:`TrainConfig` field (help and defaults
+    from the dataclass), ``--config``, and the run options ``--out``, ``--resume``, ``--no-progress``."""
+    spec = config_args()
     parser.add_argument("--out", required=True, help="run directory")
-    parser.add_argument("--steps", type=int, default=t.steps, help=f"rollout steps (default {t.steps})")
-    parser.add_argument("--seed", type=int, default=t.seed, help="run seed")
-    parser.add_argument("--model", default="", help="starting model directory (default: cached warm start)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--n-train", type=int, default=DataConfig().n_train, help="training prompts")
-    parser.add_argument("--n-val", type=int, default=DataConfig().n_val, help="validation prompts")
-    parser.add_argument("--val-samples", type=int, default=t.val_samples, help="samples per val prompt at T=0.6")
-    parser.add_argument("--knob", action="append", metavar="KEY=VALUE", help="task difficulty knob (repeatable)")
-    parser.add_argument("--param", action="append", metavar="KEY=VALUE",
-                        help="objective hyperparameter, e.g. kl_ratio=0.002 (repeatable)")
-    parser.add_argument("--advantage", default="grpo", choices=ADVANTAGE_ESTIMATORS, help="advantage estimator")
-    parser.add_argument("--agg-mode", default="token-mean", choices=AGG_MODES, help="loss aggregation")
-    parser.add_argument("--entropy-coef", type=float, default=0.0, help="entropy bonus coefficient")
-    parser.add_argument("--ref-kl-coef", type=float, default=0.0, help="reference-KL coefficient")
-    parser.add_argument("--ref-kl-estimator", default="k3", choices=REF_KL_ESTIMATORS)
-    parser.add_argument("--prompts-per-step", type=int, default=r.prompts_per_step, help="groups per step")
-    parser.add_argument("--group-size", type=int, default=r.group_size, help="responses per prompt")
-    parser.add_argument("--no-dynamic-sampling", action="store_true", help="keep zero-variance groups")
-    parser.add_argument("--lr", type=float, default=o.lr, help="AdamW learning rate")
-    parser.add_argument("--ppo-epochs", type=int, default=o.ppo_epochs, help="passes over each rollout batch")
-    parser.add_argument("--minibatches", type=int, default=o.num_minibatches, help="optimizer steps per epoch")
-    parser.add_argument("--micro-batch-size", type=int, default=o.micro_batch_size, help="sequences per backward")
-    parser.add_argument("--val-every", type=int, default=t.val_every, help="validate every N steps")
-    parser.add_argument("--checkpoint-every", type=int, default=t.checkpoint_every, help="checkpoint every N steps")
-    parser.add_argument("--diagnose-every", type=int, default=t.diagnose_every,
-                        help="entropy-dynamics diagnostics every N rollout steps (0 = off; see entropy-mech diagnose)")
-    parser.add_argument("--diagnose-max-states", type=int, default=t.diagnose_max_states,
-                        help="probe token positions per diagnosed step")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint, with its saved config.json")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    spec.add_to(parser, section_titles={
+        "data": "data (DataConfig: config key data.*)", "rollout": "rollout (RolloutConfig: rollout.*)",
+        "objective": "objective (ObjectiveConfig: objective.*)", "optim": "optim (OptimConfig: optim.*)"})
+    add_config_epilog(parser, spec.epilog())
 
 
 def build_config(args):
-    """TrainConfig from parsed arguments (warm-starting the default model when --model is absent)."""
-    from llm_rl.config import DataConfig, ObjectiveConfig, OptimConfig, RolloutConfig, TrainConfig
-    from llm_rl.trainer import resolve_objective_name
+    """TrainConfig from parsed arguments: defaults < ``--config`` file < command line; validated before
+    any model is loaded, then the default model is warm-started when no model is given."""
+    from llm_rl.config import TrainConfig
+    from llm_rl.objective_choice import resolve_objective_name
 
-    if not args.task:
-        raise ValueError("--task is required (unless --resume)")
-    resolve_objective_name(args.objective)  # fail fast, listing the valid names
-    knobs = parse_kv(args.knob, "--knob")
+    spec = config_args()
+    values = spec.values(args)  # raises when --task is neither given nor in the --config file
+    data = values["data"]
+    resolve_objective_name(values.get("objective", {}).get("name", "grpo"))  # fail fast, listing the names
     # file paths are saved in config.json: make them absolute so --resume / eval work from any directory
-    knobs = {k: str(Path(v).resolve()) if k.endswith("_path") and isinstance(v, str) and v else v
-             for k, v in knobs.items()}
-    data = DataConfig(task=args.task, task_knobs=knobs, n_train=args.n_train, n_val=args.n_val)
-    cfg = TrainConfig(
-        steps=args.steps, seed=args.seed, model=str(Path(args.model).resolve()) if args.model else "",
-        device=args.device, val_every=args.val_every,
-        val_samples=args.val_samples,
-        checkpoint_every=args.checkpoint_every, diagnose_every=args.diagnose_every,
-        diagnose_max_states=args.diagnose_max_states, tensorboard=args.tensorboard, data=data,
-        rollout=RolloutConfig(prompts_per_step=args.prompts_per_step, group_size=args.group_size,
-                              dynamic_sampling=not args.no_dynamic_sampling),
-        objective=ObjectiveConfig(name=args.objective, params=parse_kv(args.param, "--param"),
-                                  advantage=args.advantage, agg_mode=args.agg_mode, entropy_coef=args.entropy_coef,
-                                  ref_kl_coef=args.ref_kl_coef, ref_kl_estimator=args.ref_kl_estimator),
-        optim=OptimConfig(lr=args.lr, ppo_epochs=args.ppo_epochs, num_minibatches=args.minibatches,
-                          micro_batch_size=args.micro_batch_size),
-    )
+    if data.get("task_knobs"):
+        data["task_knobs"] = {k: str(Path(v).resolve()) if k.endswith("_path") and isinstance(v, str) and v
+                              else v for k, v in data["task_knobs"].items()}
+    if values.get("model"):
+        values["model"] = str(Path(values["model"]).resolve())
+    cfg: TrainConfig = spec.build(values)
     if not cfg.model:
         import os
 
         from llm_rl.pretrain import PretrainConfig, cache_path, get_or_pretrain
 
-        pcfg = PretrainConfig(task=args.task, task_knobs=knobs, split_seed=data.split_seed,
-                              n_train=data.n_train, n_val=data.n_val)
+        d = cfg.data
+        pcfg = PretrainConfig(task=d.task, task_knobs=d.task_knobs, split_seed=d.split_seed,
+                              n_train=d.n_train, n_val=d.n_val)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (cache_path(pcfg) / "pretrain.json").is_file():
-            raise ValueError("under torchrun, warm-start first (`entropy-mech pretrain --task ...`) or pass --model")
+            raise ValueError("under torchrun, warm-start first (`entropy-mech pretrain --task ...`) "
+                             "or pass --model")
         path, info = get_or_pretrain(pcfg, progress=not args.no_progress)
         print(f"starting policy: {path} ({'cached' if info['cached'] else 'pretrained now'}; "
               f"val {json.dumps(info['val'])})", file=sys.stderr)
@@ -118,6 +122,10 @@ def run(args) -> int:
 
     try:
         if args.resume:
+            given = config_args().given(args) + (["--config"] if getattr(args, "config", None) else [])
+            if given:
+                print(f"entropy-mech train: --resume continues with {Path(args.out) / 'config.json'}; "
+                      f"ignoring {' '.join(given)}", file=sys.stderr)
             saved = json.loads((Path(args.out) / "config.json").read_text())["config"]
             cfg = TrainConfig.from_dict(saved)
         else:

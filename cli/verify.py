@@ -11,7 +11,8 @@ import time
 from theory.verify import format_table, run_checks
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--instances", type=int, default=200, help="random instances per statement (default 200)")
+    parser.add_argument("--instances", type=int, default=200,
+                        help="random instances per statement (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random instances")
     parser.add_argument("--symbolic", action="store_true", help="also derive the identities with sympy")
     parser.add_argument("--latex", action="store_true", help="print symbolic statements as LaTeX")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,43 +38,104 @@ def _pearson(x, y) -> float:
     return float(np.corrcoef(x[keep], y[keep])[0, 1])
 
 
-def cov_dh_data(curves, width: int = 9) -> dict:
+@dataclass(frozen=True)
+class CovDhRun:
+    """One run of Fig. 8 left: smoothed Cov and −ΔH per step and how alike they are."""
+
+    label: str
+    kind: str
+    step: np.ndarray
+    cov: np.ndarray
+    neg_dH: np.ndarray
+    pearson: float
+    """Pearson r of the smoothed series"""
+    pearson_raw: float
+    cov_positive_share: float
+    """share of steps with smoothed Cov > 0"""
+
+
+@dataclass(frozen=True)
+class AccuracyBin:
+    """Covariance of the instances whose group accuracy falls in one :data:`ACC_BINS` bin."""
+
+    step: np.ndarray
+    cov: np.ndarray
+    """smoothed mean covariance per step"""
+    mean: float
+    """mean covariance over every (step, instance) in the bin"""
+    n: int
+    """(step, instance) pairs in the bin"""
+
+
+@dataclass(frozen=True)
+class AccuracyGroups:
+    """Fig. 8 right: bin name -> :class:`AccuracyBin` over ``n_runs`` simulator GRPO runs."""
+
+    bins: dict[str, AccuracyBin]
+    n_runs: int
+
+
+@dataclass(frozen=True)
+class CovarianceResult:
+    """Data behind paper Fig. 8 (left: :attr:`cov_dh`, right: :attr:`by_accuracy`)."""
+
+    cov_dh: tuple[CovDhRun, ...]
+    by_accuracy: AccuracyGroups
+    files: tuple[Path, ...] = ()
+
+    def first(self, kind: str) -> CovDhRun | None:
+        """The first run of ``kind`` (``"llm"`` or ``"sim"``), None when there is none."""
+        return next((r for r in self.cov_dh if r.kind == kind), None)
+
+
+@dataclass(frozen=True)
+class Table1Result:
+    """Table 1 analogue (:func:`covariance_percentiles`): mean Eq. 10 covariance of the top-p% tokens."""
+
+    top_percent: np.ndarray
+    mean_cov: np.ndarray
+    n_tokens: int
+    config: dict
+    """the simulator configuration (``SimConfig.to_dict()``)"""
+
+
+def cov_dh_data(curves, width: int = 9) -> tuple[CovDhRun, ...]:
     """Per run: step, smoothed Cov and −ΔH, their Pearson r and the share of steps with Cov > 0."""
     runs = []
     for c in curves:
         if not np.isfinite(c.cov).any():
             continue
         cov_s, mdh_s = smooth(c.cov, width), smooth(-c.dH, width)
-        runs.append({"label": c.label, "kind": c.kind, "step": c.step, "cov": cov_s, "neg_dH": mdh_s,
-                     "pearson": _pearson(cov_s, mdh_s), "pearson_raw": _pearson(c.cov, -c.dH),
-                     "cov_positive_share": float(np.mean(cov_s[np.isfinite(cov_s)] > 0))})
-    return {"runs": runs}
+        runs.append(CovDhRun(label=c.label, kind=c.kind, step=c.step, cov=cov_s, neg_dH=mdh_s,
+                             pearson=_pearson(cov_s, mdh_s), pearson_raw=_pearson(c.cov, -c.dH),
+                             cov_positive_share=float(np.mean(cov_s[np.isfinite(cov_s)] > 0))))
+    return tuple(runs)
 
 
-def accuracy_group_data(curves, width: int = 9) -> dict:
+def accuracy_group_data(curves, width: int = 9) -> AccuracyGroups:
     """Mean covariance per step in each :data:`ACC_BINS` bin over the instances of simulator GRPO runs."""
     sims = [c for c in curves if c.kind == "sim" and "sampled_reward" in c.arrays
             and np.isfinite(c.arrays["cov_eq10"]).any()]
-    out = {"bins": {}, "n_runs": len(sims)}
+    bins: dict[str, AccuracyBin] = {}
     if not sims:
-        return out
+        return AccuracyGroups(bins=bins, n_runs=0)
     acc = np.concatenate([c.arrays["sampled_reward"] for c in sims], axis=1)  # [steps, B total]
     cov = np.concatenate([c.arrays["cov_eq10"] for c in sims], axis=1)
     for name, (lo, hi) in ACC_BINS.items():
         m = (acc >= lo) & (acc <= hi) & (acc > 0) & (acc < 1)
         with np.errstate(invalid="ignore"):
             per_step = np.where(m.sum(1) > 0, (cov * m).sum(1) / np.maximum(m.sum(1), 1), np.nan)
-        out["bins"][name] = {"step": np.arange(acc.shape[0]), "cov": smooth(per_step, width),
-                             "mean": float(np.nansum(cov * m) / max(m.sum(), 1)), "n": int(m.sum())}
-    return out
+        bins[name] = AccuracyBin(step=np.arange(acc.shape[0]), cov=smooth(per_step, width),
+                                 mean=float(np.nansum(cov * m) / max(m.sum(), 1)), n=int(m.sum()))
+    return AccuracyGroups(bins=bins, n_runs=len(sims))
 
 
 def covariance_percentiles(seed: int = 0, vocab: int = 8, horizon: int = 4, samples: int = 16,
-                           instances: int = 64, init_scale: float = 1.0) -> dict:
+                           instances: int = 64, init_scale: float = 1.0) -> Table1Result:
     """Table 1 analogue: mean per-token Eq. 10 covariance of the top-p% tokens at the first GRPO batch.
 
     Covariances are centred per instance (one prompt's batch, as in the paper's per-batch Eq. 10),
-    then pooled over instances and sorted. Returns ``{"top_percent", "mean_cov", "n_tokens", "config"}``.
+    then pooled over instances and sorted.
     """
     from simulators.config import SimConfig
     from simulators.rules import make_rule
@@ -93,29 +155,28 @@ def covariance_percentiles(seed: int = 0, vocab: int = 8, horizon: int = 4, samp
         vals.append(cov[res.batch.mask[b].bool()].detach().cpu().numpy())
     v = np.sort(np.concatenate(vals))[::-1]
     means = [float(v[: max(1, int(round(p / 100 * v.size)))].mean()) for p in TOP_PERCENT]
-    return {"top_percent": np.array(TOP_PERCENT), "mean_cov": np.array(means), "n_tokens": int(v.size),
-            "config": cfg.to_dict()}
+    return Table1Result(top_percent=np.array(TOP_PERCENT), mean_cov=np.array(means), n_tokens=int(v.size),
+                        config=cfg.to_dict())
 
 
-def plot_covariance(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
+def plot_covariance(run_dirs, out_stem: str | Path, pdf: bool = False) -> CovarianceResult:
     """Draw Fig. 8 left (Cov and −ΔH vs step, twin axes) and right (Cov by accuracy group)."""
     curves = load_many(run_dirs)
-    data = {"cov_dh": cov_dh_data(curves), "by_accuracy": accuracy_group_data(curves)}
+    data = CovarianceResult(cov_dh=cov_dh_data(curves), by_accuracy=accuracy_group_data(curves))
     fig, (ax, ax_g) = new_figure(2, width=4.6)
     twin = ax.twinx()
-    for i, r in enumerate(data["cov_dh"]["runs"]):
-        ax.plot(r["step"], r["cov"], color=color(i), lw=1.2, label=f"{r['label']} (r={r['pearson']:.2f})")
-        twin.plot(r["step"], r["neg_dH"], color=color(i), lw=1, ls="--")
+    for i, r in enumerate(data.cov_dh):
+        ax.plot(r.step, r.cov, color=color(i), lw=1.2, label=f"{r.label} (r={r.pearson:.2f})")
+        twin.plot(r.step, r.neg_dH, color=color(i), lw=1, ls="--")
     ax.axhline(0, color="grey", lw=0.6)
     ax.set(xlabel="step", ylabel="Cov (Eq. 10) [solid]", title="Cov and -dH (Fig. 8 left)")
     twin.set_ylabel("-dH per step [dashed]")
-    if data["cov_dh"]["runs"]:
+    if data.cov_dh:
         ax.legend(fontsize=6)
-    for i, (name, b) in enumerate(data["by_accuracy"]["bins"].items()):
-        ax_g.plot(b["step"], b["cov"], color=color(i), label=name)
+    for i, (name, b) in enumerate(data.by_accuracy.bins.items()):
+        ax_g.plot(b.step, b.cov, color=color(i), label=name)
     ax_g.axhline(0, color="grey", lw=0.6)
     ax_g.set(xlabel="step", ylabel="Cov", title="Cov by prompt acc. (sim, Fig. 8 right)")
-    if data["by_accuracy"]["bins"]:
+    if data.by_accuracy.bins:
         ax_g.legend(fontsize=7)
-    data["files"] = save_figure(fig, out_stem, pdf)
-    return data
+    return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

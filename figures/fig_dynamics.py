@@ -16,6 +16,7 @@ them back:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,34 @@ def has_diagnostics(run_dir) -> bool:
     return any((Path(run_dir) / "diagnostics").glob("step_*.npz"))
 
 
-def dynamics_data(run_dirs) -> dict:
-    """``{"runs": [...], "top_percent": TOP_PERCENTS}``; per run: label, summary, first diagnosed step,
-    its Table 1 row and per-state arrays. Runs without diagnostics are left out."""
+@dataclass(frozen=True)
+class DynamicsRun:
+    """One diagnosed LLM run: its summary, and its first diagnosed update state by state."""
+
+    label: str
+    dir: str
+    summary: dict[str, float]
+    """:func:`llm_rl.diagnostics.summarize_run` (medians over diagnosed updates, pooled R², η_eff)"""
+    first_step: int
+    states: dict[str, np.ndarray]
+    """per-state arrays of the first diagnosed update (``dH_obs``, ``dH_first``, …)"""
+    table1: list[float]
+    """mean Eq. 10 covariance of the top :data:`~llm_rl.metrics.TOP_PERCENTS` tokens at that update"""
+    n_states_first: float
+
+
+@dataclass(frozen=True)
+class DynamicsResult:
+    """Per diagnosed run (runs without diagnostics left out), and the Table 1 groups."""
+
+    runs: tuple[DynamicsRun, ...]
+    top_percent: tuple[float, ...] = TOP_PERCENTS
+    files: tuple[Path, ...] = ()
+
+
+def dynamics_data(run_dirs) -> DynamicsResult:
+    """Per run: label, summary, first diagnosed step, its Table 1 row and per-state arrays. Runs
+    without diagnostics are left out."""
     runs = []
     for d in run_dirs:
         if not has_diagnostics(d):
@@ -46,11 +72,11 @@ def dynamics_data(run_dirs) -> dict:
             continue
         states = load_per_state(d)
         first = min(states)
-        runs.append({"label": load_curves(d).label, "dir": str(d), "summary": summarize_run(d),
-                     "first_step": first, "states": states[first],
-                     "table1": [rows[0].get(f"diag/cov_top_{p:g}pct", math.nan) for p in TOP_PERCENTS],
-                     "n_states_first": rows[0]["diag/states"]})
-    return {"runs": runs, "top_percent": TOP_PERCENTS}
+        table1 = [rows[0].get(f"diag/cov_top_{p:g}pct", math.nan) for p in TOP_PERCENTS]
+        runs.append(DynamicsRun(label=load_curves(d).label, dir=str(d), summary=summarize_run(d),
+                                first_step=first, states=states[first], table1=table1,
+                                n_states_first=rows[0]["diag/states"]))
+    return DynamicsResult(runs=tuple(runs))
 
 
 def _scatter(ax, series, obs, title):
@@ -66,13 +92,13 @@ def _scatter(ax, series, obs, title):
     ax.legend(fontsize=6, loc="upper left")
 
 
-def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
+def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> DynamicsResult:
     """Draw observed vs predicted per-state ΔH of the first diagnosed update (see module docstring)."""
     data = dynamics_data(run_dirs)
-    if not data["runs"]:
+    if not data.runs:
         raise ValueError("no run with diagnostics: train with --diagnose-every K")
-    r = data["runs"][0]
-    s = r["states"]
+    r = data.runs[0]
+    s = r.states
     obs = s["dH_obs"].astype(float)
 
     fig, (a, b) = new_figure(2, height=3.8)
@@ -81,6 +107,5 @@ def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> dict:
                  (f"+ second order: R² {r2_score(obs, second):.4f}", second)], obs, "measured logit change Δz")
     _scatter(b, [(f"−η_eff Σ A (S_a − E S): R² {r2_score(obs, tab):.3f}", tab)], obs,
              "tabular theory (no function approx.)")
-    fig.suptitle(f"{r['label']}, update at step {r['first_step']}: {len(obs)} token states", fontsize=9)
-    data["files"] = save_figure(fig, out_stem, pdf)
-    return data
+    fig.suptitle(f"{r.label}, update at step {r.first_step}: {len(obs)} token states", fontsize=9)
+    return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

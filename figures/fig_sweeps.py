@@ -9,6 +9,7 @@ additive coefficients; a GRPO baseline counts as value 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,31 +42,56 @@ def sweep_value(c: Curves, sweep: str) -> float:
     return float(c.meta.get(knob) or 0.0)
 
 
-def sweep_data(curves, sweep: str) -> dict:
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: its knob value, curves and final numbers (mean of the last fifth)."""
+
+    value: float
+    label: str
+    kind: str
+    step: np.ndarray
+    entropy: np.ndarray
+    """5-step smoothed training entropy"""
+    val_step: np.ndarray
+    val_acc: np.ndarray
+    final_entropy: float
+    final_acc: float
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Data behind one sweep figure: the runs sorted by the value of ``knob``."""
+
+    sweep: str
+    knob: str
+    values: tuple[SweepPoint, ...]
+    files: tuple[Path, ...] = ()
+
+
+def sweep_data(curves, sweep: str) -> SweepResult:
     """Per value (sorted): step, smoothed entropy, accuracy, and the final entropy / accuracy."""
     rows = sorted(((sweep_value(c, sweep), c) for c in curves), key=lambda t: t[0])
-    out = {"sweep": sweep, "knob": SWEEPS[sweep], "values": []}
+    values = []
     for v, c in rows:
         k = max(1, c.entropy.size // 5)
-        out["values"].append({"value": v, "label": c.label, "kind": c.kind, "step": c.step,
-                              "entropy": smooth(c.entropy, 5), "val_step": c.val_step, "val_acc": c.val_acc,
-                              "final_entropy": float(np.nanmean(c.entropy[-k:])),
-                              "final_acc": float(np.nanmean(c.val_acc[-max(1, c.val_acc.size // 5):]))})
-    return out
+        values.append(SweepPoint(value=v, label=c.label, kind=c.kind, step=c.step,
+                                 entropy=smooth(c.entropy, 5), val_step=c.val_step, val_acc=c.val_acc,
+                                 final_entropy=float(np.nanmean(c.entropy[-k:])),
+                                 final_acc=float(np.nanmean(c.val_acc[-max(1, c.val_acc.size // 5):]))))
+    return SweepResult(sweep=sweep, knob=SWEEPS[sweep], values=tuple(values))
 
 
-def plot_sweep(run_dirs, out_stem: str | Path, sweep: str, pdf: bool = False) -> dict:
+def plot_sweep(run_dirs, out_stem: str | Path, sweep: str, pdf: bool = False) -> SweepResult:
     """Draw entropy and accuracy vs step, one line per value of ``sweep``."""
     data = sweep_data(load_many(run_dirs), sweep)
     fig, (ax_h, ax_r) = new_figure(2, width=4.2)
-    for i, r in enumerate(data["values"]):
-        lab = f"{data['knob']}={r['value']:g}"
-        ax_h.plot(r["step"], r["entropy"], color=color(i), lw=1.2, label=lab)
-        ax_r.plot(r["val_step"], r["val_acc"], color=color(i), lw=1.0, label=lab)
+    for i, r in enumerate(data.values):
+        lab = f"{data.knob}={r.value:g}"
+        ax_h.plot(r.step, r.entropy, color=color(i), lw=1.2, label=lab)
+        ax_r.plot(r.val_step, r.val_acc, color=color(i), lw=1.0, label=lab)
     fig_no = {"clip_cov": "Fig. 12 left", "kl_cov": "Fig. 12 right", "entropy_coef": "Fig. 9",
               "ref_kl_coef": "Fig. 10"}[sweep]
     ax_h.set(xlabel="step", ylabel="entropy (nats)", title=f"{sweep} sweep: entropy ({fig_no})")
     ax_r.set(xlabel="step", ylabel="accuracy", title="accuracy")
     ax_h.legend(fontsize=7)
-    data["files"] = save_figure(fig, out_stem, pdf)
-    return data
+    return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

@@ -9,6 +9,7 @@ rename), so a run killed mid-write keeps the previous checkpoint intact.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -54,8 +55,23 @@ def save_checkpoint(out_dir: str | os.PathLike, *, model, optimizer, scheduler, 
 
 
 def load_checkpoint(out_dir: str | os.PathLike) -> dict:
-    """Read ``<out_dir>/checkpoint.pt`` (ValueError if absent)."""
+    """Read ``<out_dir>/checkpoint.pt`` with ``weights_only=True``: tensors and plain Python data only, so
+    a checkpoint from someone else's folder cannot run code when loaded.
+
+    Raises:
+      ValueError: the file is absent, truncated / corrupt, or holds anything but plain data.
+    """
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.is_file():
         raise ValueError(f"no checkpoint to resume from at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} holds objects other than tensors and plain data; refusing to load it "
+                         f"({str(err).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path} is truncated or corrupt ({str(err).splitlines()[0] if str(err) else err!r}); "
+                         "delete it to restart the run, or restore a good copy") from None
+    if not isinstance(ck, dict) or not {"model", "optimizer", "scheduler", "rng", "step", "cursor"} <= set(ck):
+        raise ValueError(f"{path} is not a checkpoint of `entropy-mech train`")
+    return ck

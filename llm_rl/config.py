@@ -11,11 +11,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from theory._checks import check_scalar
+from theory.advantages import ADVANTAGE_ESTIMATORS
+from theory.objectives import validate_objective_params
 
+from .objective_choice import resolve_objective_name
 from .tasks import TASKS, make_task
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
-ADVANTAGE_ESTIMATORS = ("grpo", "drgrpo")
 REF_KL_ESTIMATORS = ("k1", "k2", "k3")
 #: keys the trainer adds next to the config in config.json (facts about the run, not settings)
 RUN_INFO_KEYS = ("objective_resolved", "world_size")
@@ -111,6 +113,7 @@ class ObjectiveConfig:
         check_scalar(self.ref_kl_coef, "ref_kl_coef", nonnegative=True)
         if not isinstance(self.params, dict):
             raise ValueError("ObjectiveConfig.params must be a dict")
+        validate_objective_params(resolve_objective_name(self.name), self.params)  # names and value ranges
 
 
 @dataclass

@@ -1,17 +1,17 @@
 """Entropy-dynamics diagnostics of one optimizer step of a neural policy, state by state.
 
 For a probe set of token states s (prefixes), with logits z_s before and z'_s after one optimizer step,
-the sampled token a_s and its advantage A_s, this measures (Cui et al. 2025 §3; theory.md §1.2-1.9):
+the sampled token a_s and its advantage A_s, this measures (Cui et al. 2025 §3; docs/theory.md §1.2-1.9):
 
-==========================  ==================================================================  ===============
-per-state quantity          definition                                                          reference
-==========================  ==================================================================  ===============
-``dH_obs``                  H(z') − H(z), full vocabulary                                       exact
-``dH_first``                −Cov_π(log π, z' − z)                                               Lemma 1
-``dH_second``               first − ½[Var_π δ + E_π((ℓ + H)(δ − E δ)²)]                          theory.md §1.4
-``tab_unit``                −Σ_{i at s} A_i (S_{a_i} − E_π S),  S_b = π_b(log π_b + H)          theory.md §1.8
-``dH_tab``                  η_eff · tab_unit, η_eff fitted per step by least squares            tabular theory
-==========================  ==================================================================  ===============
+==================  ==========================================================  ===================
+per-state quantity  definition                                                  reference
+==================  ==========================================================  ===================
+``dH_obs``          H(z') − H(z), full vocabulary                               exact
+``dH_first``        −Cov_π(log π, z' − z)                                       Lemma 1
+``dH_second``       first − ½[Var_π δ + E_π((ℓ + H)(δ − E δ)²)]                 docs/theory.md §1.4
+``tab_unit``        −Σ_{i at s} A_i (S_{a_i} − E_π S),  S_b = π_b(log π_b + H)  docs/theory.md §1.8
+``dH_tab``          η_eff · tab_unit, η_eff fitted per step by least squares    tabular theory
+==================  ==========================================================  ===================
 
 ``tab_unit`` is the tabular (no function approximation) first-order prediction at unit step size: it
 ignores that a shared network moves states it did not sample. Every vocabulary reduction goes through
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from rundir.logs import read_records
 from theory import covariance_decomposition, token_covariance
 from theory.vocab_stats import default_chunk_rows, vocab_stats
 
+from .forward import response_logits
 from .metrics import DIAG_KEYS as SUMMARY_KEYS
 from .metrics import TOP_PERCENTS
 
@@ -77,20 +79,15 @@ def probe_states(input_ids: torch.Tensor, response_mask: torch.Tensor, prompt_le
 def state_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
                  state_rows: torch.Tensor, state_cols: torch.Tensor, *, micro_batch: int = 16,
                  autocast=None) -> torch.Tensor:
-    """Full-vocabulary logits ``[S, V]`` at the given response positions (float32, no grad)."""
-    from contextlib import nullcontext
-
-    from .rollout import position_ids_from_mask
-
-    R = input_ids.shape[1] - prompt_len
+    """Full-vocabulary logits ``[S, V]`` (float32, CPU, no grad) at response positions
+    ``(state_rows[i], state_cols[i])`` of rows ``[B, P + R]`` (:func:`llm_rl.forward.response_logits`
+    in micro-batches of ``micro_batch`` distinct rows, under ``autocast`` when given)."""
     rows = torch.unique(state_rows)
     out = None
     for s in range(0, len(rows), micro_batch):
         rb = rows[s:s + micro_batch].to(input_ids.device)
         with autocast or nullcontext():
-            logits = model(input_ids=input_ids[rb], attention_mask=attention_mask[rb],
-                           position_ids=position_ids_from_mask(attention_mask[rb]), use_cache=False,
-                           logits_to_keep=R + 1).logits[:, :-1]  # [b, R, V]
+            logits = response_logits(model, input_ids[rb], attention_mask[rb], prompt_len)  # [b, R, V]
         if out is None:
             out = torch.empty(len(state_rows), logits.shape[-1], dtype=torch.float32)
         for j, r in enumerate(rb.tolist()):

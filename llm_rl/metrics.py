@@ -1,10 +1,14 @@
 """Every metric the trainer logs: one JSONL line per rollout step in ``<out>/metrics.jsonl``.
 
 Each line is a JSON object with ``step`` (0-based rollout step) and namespaced keys from the table
-below (plus the ``objective/*`` keys of ``theory.objectives.METRIC_DESCRIPTIONS``, averaged over
-micro-batches weighted by their token counts). ``val/*`` keys appear only on validation steps; they
-describe the policy *before* that step's update (the extra line with ``step == steps`` is the final
-policy).
+below (plus the ``objective/*`` keys of ``theory.objectives.METRIC_DESCRIPTIONS`` and the ``diag/*``
+keys of :data:`DIAG_KEYS`). ``val/*`` keys appear only on validation steps; they describe the policy
+*before* that step's update (the extra line with ``step == steps`` is the final policy). The trainer
+names every key through the constants below (``ENTROPY_TRAIN``, ``LOSS_POLICY``, ...).
+
+The update step's metrics (``loss/*``, ``optim/*``, ``objective/*``) come from many micro-batches,
+optimizer steps and data-parallel ranks; :data:`REDUCTIONS` declares how each one is combined
+(:class:`Reduce`) and :class:`UpdateMetrics` applies it.
 
 ====================  ============================================================================
 key                   meaning
@@ -47,38 +51,171 @@ from __future__ import annotations
 import json
 import math
 import os
+from enum import Enum
 from pathlib import Path
 
+from .distributed import DistInfo, gather_objects
+
+STEP = "step"
+ENTROPY_TRAIN = "entropy/train"
+ENTROPY_TOKEN_MEAN = "entropy/token_mean"
+COV_BATCH_MEAN = "cov/batch_mean"
+REWARD_MEAN = "reward/mean"
+REWARD_RAW_MEAN = "reward/raw_mean"
+ROLLOUT_GROUPS = "rollout/groups"
+ROLLOUT_GROUPS_DROPPED = "rollout/groups_dropped"
+ROLLOUT_ROUNDS = "rollout/rounds"
+ROLLOUT_RESPONSE_LEN = "rollout/response_len"
+ROLLOUT_TOKENS = "rollout/tokens"
+LOSS_POLICY = "loss/policy"
+LOSS_TOTAL = "loss/total"
+OPTIM_GRAD_NORM = "optim/grad_norm"
+OPTIM_LR = "optim/lr"
+OPTIM_UPDATES = "optim/updates"
+VAL_ACC = "val/acc"
+VAL_ACC_SAMPLED = "val/acc_sampled"
+VAL_ACC_T1 = "val/acc_t1"
+VAL_ENTROPY = "val/entropy"
+VAL_RESPONSE_LEN = "val/response_len"
+TIME_ROLLOUT = "time/rollout_s"
+TIME_SCORE = "time/score_s"
+TIME_UPDATE = "time/update_s"
+TIME_VAL = "time/val_s"
+TIME_DIAGNOSE = "time/diagnose_s"
+TIME_STEP = "time/step_s"
+
 KEYS: dict[str, str] = {
-    "step": "0-based rollout step",
-    "entropy/train": "paper's training entropy H on the rollout batch (per-response mean, then mean)",
-    "entropy/token_mean": "per-token entropy averaged over all response tokens",
-    "cov/batch_mean": "mean Eq. 10 centred product on the rollout batch",
-    "reward/mean": "mean reward after dynamic sampling",
-    "reward/raw_mean": "mean reward of every sampled response",
-    "rollout/groups": "groups kept for the update",
-    "rollout/groups_dropped": "zero-variance groups dropped",
-    "rollout/rounds": "rollout rounds used",
-    "rollout/response_len": "mean response length (tokens)",
-    "rollout/tokens": "response tokens sampled this step (all rounds)",
-    "loss/policy": "aggregated objective loss",
-    "loss/total": "objective + additive terms",
-    "optim/grad_norm": "gradient norm before clipping",
-    "optim/lr": "learning rate",
-    "optim/updates": "optimizer steps this rollout step",
-    "val/acc": "greedy validation accuracy",
-    "val/acc_sampled": "mean sampled validation accuracy at val_temperature",
-    "val/acc_t1": "validation accuracy at temperature 1",
-    "val/entropy": "entropy H of T=1 validation responses",
-    "val/response_len": "mean T=1 validation response length",
-    "time/rollout_s": "seconds sampling",
-    "time/score_s": "seconds re-scoring",
-    "time/update_s": "seconds updating",
-    "time/val_s": "seconds validating",
-    "time/diagnose_s": "seconds diagnosing (within update)",
-    "time/step_s": "seconds for the whole step",
+    STEP: "0-based rollout step",
+    ENTROPY_TRAIN: "paper's training entropy H on the rollout batch (per-response mean, then mean)",
+    ENTROPY_TOKEN_MEAN: "per-token entropy averaged over all response tokens",
+    COV_BATCH_MEAN: "mean Eq. 10 centred product on the rollout batch",
+    REWARD_MEAN: "mean reward after dynamic sampling",
+    REWARD_RAW_MEAN: "mean reward of every sampled response",
+    ROLLOUT_GROUPS: "groups kept for the update",
+    ROLLOUT_GROUPS_DROPPED: "zero-variance groups dropped",
+    ROLLOUT_ROUNDS: "rollout rounds used",
+    ROLLOUT_RESPONSE_LEN: "mean response length (tokens)",
+    ROLLOUT_TOKENS: "response tokens sampled this step (all rounds)",
+    LOSS_POLICY: "aggregated objective loss",
+    LOSS_TOTAL: "objective + additive terms",
+    OPTIM_GRAD_NORM: "gradient norm before clipping",
+    OPTIM_LR: "learning rate",
+    OPTIM_UPDATES: "optimizer steps this rollout step",
+    VAL_ACC: "greedy validation accuracy",
+    VAL_ACC_SAMPLED: "mean sampled validation accuracy at val_temperature",
+    VAL_ACC_T1: "validation accuracy at temperature 1",
+    VAL_ENTROPY: "entropy H of T=1 validation responses",
+    VAL_RESPONSE_LEN: "mean T=1 validation response length",
+    TIME_ROLLOUT: "seconds sampling",
+    TIME_SCORE: "seconds re-scoring",
+    TIME_UPDATE: "seconds updating",
+    TIME_VAL: "seconds validating",
+    TIME_DIAGNOSE: "seconds diagnosing (within update)",
+    TIME_STEP: "seconds for the whole step",
 }
 
+
+class Reduce(str, Enum):
+    """How one metric of the update step combines over micro-batches, optimizer steps and ranks."""
+
+    #: Σ v·n / Σ n over micro-batches and ranks, n = the micro-batch's response tokens (rates, means)
+    TOKEN_MEAN = "token_mean"
+    #: Σ v over micro-batches and ranks, divided by the number of optimizer steps (losses, counts)
+    STEP_SUM = "step_sum"
+    #: mean over optimizer steps of a value every rank shares
+    MEAN = "mean"
+    #: value of the last optimizer step
+    LAST = "last"
+    #: Σ v over optimizer steps of a value every rank shares
+    SUM = "sum"
+
+
+#: Reductions of per-micro-batch values (partial on each rank: summed across ranks) and of
+#: per-optimizer-step values (the same on every rank after the gradient all-reduce: not gathered).
+_MICRO_BATCH = (Reduce.TOKEN_MEAN, Reduce.STEP_SUM)
+_OPTIMIZER_STEP = (Reduce.MEAN, Reduce.LAST, Reduce.SUM)
+
+#: The reduction of every metric of the update step: :data:`KEYS` entries and the ``objective/*``
+#: metrics of ``theory.objectives.METRIC_DESCRIPTIONS`` (token fractions and means are token-weighted;
+#: losses and token counts add up over the micro-batches of an optimizer step).
+REDUCTIONS: dict[str, Reduce] = {
+    LOSS_POLICY: Reduce.STEP_SUM,
+    LOSS_TOTAL: Reduce.STEP_SUM,
+    OPTIM_GRAD_NORM: Reduce.MEAN,
+    OPTIM_LR: Reduce.LAST,
+    OPTIM_UPDATES: Reduce.SUM,
+    "objective/num_tokens": Reduce.STEP_SUM,
+    "objective/selected_count": Reduce.STEP_SUM,
+    **{f"objective/{name}": Reduce.TOKEN_MEAN for name in (
+        "clip_frac_low", "clip_frac_high", "clip_frac", "candidate_frac", "selected_frac", "cov_mean",
+        "cov_selected_mean", "approx_kl", "ppo_kl", "kl_penalty", "entropy", "ref_kl_k1", "ref_kl_k2",
+        "ref_kl_k3")},
+}
+
+
+class UpdateMetrics:
+    """Accumulates the metrics of one rollout step's update; each key combines as :data:`REDUCTIONS`
+    declares (a key without a declared reduction is an error).
+
+    Feed :meth:`add_micro_batch` once per micro-batch (this rank's partial values) and
+    :meth:`add_optimizer_step` once per optimizer step; :meth:`result` combines the ranks (one
+    all-gather) and returns ``{key: float}`` (``int`` for :data:`OPTIM_UPDATES`).
+    """
+
+    def __init__(self):
+        self.steps = 0
+        self._sum: dict[str, float] = {}  # per-rank partial sums (TOKEN_MEAN: Σ v·n; STEP_SUM: Σ v)
+        self._weight: dict[str, float] = {}  # TOKEN_MEAN: Σ n
+        self._shared: dict[str, list] = {}  # rank-shared values, one per optimizer step
+
+    @staticmethod
+    def _reduction(key: str, allowed) -> Reduce:
+        how = REDUCTIONS.get(key)
+        if how is None:
+            raise ValueError(f"metric {key!r} has no reduction; declare one in llm_rl/metrics.py REDUCTIONS")
+        if how not in allowed:
+            raise ValueError(f"metric {key!r} reduces by {how.value}, which does not apply here")
+        return how
+
+    def add_micro_batch(self, values: dict, *, tokens: float) -> None:
+        """One micro-batch's metrics (0-dim tensors or numbers); ``tokens``: its response tokens."""
+        for k, v in values.items():
+            how = self._reduction(k, _MICRO_BATCH)
+            if how is Reduce.TOKEN_MEAN:
+                self._sum[k] = self._sum.get(k, 0.0) + float(v) * tokens
+                self._weight[k] = self._weight.get(k, 0.0) + tokens
+            else:
+                self._sum[k] = self._sum.get(k, 0.0) + float(v)
+
+    def add_optimizer_step(self, values: dict) -> None:
+        """The rank-shared values of one optimizer step (gradient norm, learning rate, ...)."""
+        self.steps += 1
+        for k, v in values.items():
+            self._reduction(k, _OPTIMIZER_STEP)
+            self._shared.setdefault(k, []).append(v if isinstance(v, (int, float)) else float(v))
+
+    def result(self, dist: DistInfo) -> dict:
+        """Every key combined over micro-batches, optimizer steps and (all-gathered) ranks."""
+        sums, weights = {}, {}
+        for s, w in gather_objects((self._sum, self._weight), dist):  # rank order
+            for k, v in s.items():
+                sums[k] = sums.get(k, 0.0) + v
+                if k in w:
+                    weights[k] = weights.get(k, 0.0) + w[k]
+        out = {}
+        for k, v in sums.items():
+            if REDUCTIONS[k] is Reduce.TOKEN_MEAN:
+                out[k] = v / max(weights[k], 1e-12)
+            else:
+                out[k] = v / max(self.steps, 1)  # per optimizer step
+        for k, vals in self._shared.items():
+            if REDUCTIONS[k] is Reduce.LAST:
+                out[k] = vals[-1]
+            elif REDUCTIONS[k] is Reduce.MEAN:
+                out[k] = sum(vals) / len(vals)
+            else:
+                out[k] = sum(vals)
+        return out
 
 #: The paper's Table 1 groups: mean Eq. 10 covariance of the top p% tokens.
 TOP_PERCENTS = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
@@ -103,7 +240,7 @@ DIAG_KEYS: dict[str, str] = {
     "diag/cov_eq10": "mean over probe tokens of the Eq. 10 product (log π − mean)(A − mean)",
     "diag/cov_thm1": "mean over probe tokens of (log π − mean)(π·A − mean): the Theorem-1 proxy",
     "diag/cov_within": "within-group part of the pooled Eq. 10 covariance (groups = prompts)",
-    "diag/cov_between": "between-group part (law of total covariance, theory.md §1.9)",
+    "diag/cov_between": "between-group part (law of total covariance, docs/theory.md §1.9)",
     **{f"diag/cov_top_{p:g}pct": f"mean Eq. 10 covariance of the top {p:g}% tokens (paper Table 1)"
        for p in TOP_PERCENTS},
 }
@@ -144,7 +281,7 @@ class MetricsWriter:
 
     def write(self, record: dict) -> None:
         """Append one line; ``record`` must contain ``step`` and only documented keys."""
-        if "step" not in record:
+        if STEP not in record:
             raise ValueError("a metrics record needs a 'step'")
         unknown = sorted(set(record) - set(self._known))
         if unknown:
@@ -155,8 +292,8 @@ class MetricsWriter:
             f.flush()
         if self._tb is not None:
             for k, v in clean.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self._tb.add_scalar(k, v, record["step"])
+                if k != STEP and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, record[STEP])
 
     def close(self) -> None:
         """Flush and close the TensorBoard writer, if any."""

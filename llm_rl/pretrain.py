@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rundir.files import atomic_write_json, environment_info
+from rundir.files import TEMP_SUFFIX, atomic_write_json, environment_info, sweep_stale_temps, temp_prefix
 
 from .evaluate import evaluate
 from .model import build_default_policy, save_policy
@@ -65,9 +65,10 @@ class PretrainConfig:
     """probability that a training example uses a plausible wrong solution (a random one-off slip);
     None: the task's default (``Task.warm_start_mix``)"""
     misconception_frac: float | None = None
-    """None: the task's default (``Task.warm_start_mix``); else the probability that a training example uses the task's systematic misconception
+    """probability that a training example uses the task's systematic misconception
     (``Task.misconceived_solution``, e.g. forgetting carries) where it changes the answer; above the
-    correct share it makes the greedy answer wrong on those problems, which RL can then fix"""
+    correct share it makes the greedy answer wrong on those problems, which RL can then fix; None: the
+    task's default (``Task.warm_start_mix``)"""
     steps: int = 3000
     """optimizer steps"""
     batch_size: int = 64
@@ -213,7 +214,8 @@ def get_or_pretrain(config: PretrainConfig, *, force: bool = False, progress: bo
         info = json.loads((final / "pretrain.json").read_text())
         return final, {**info, "cached": True}
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    sweep_stale_temps(final.parent)  # warm starts killed mid-way (their finally never ran)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent))
     try:
         pretrain(config, tmp, progress=progress)
         if final.exists():

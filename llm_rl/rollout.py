@@ -3,8 +3,10 @@
 Generation is an explicit loop (not ``model.generate``) so that every random draw goes through the
 caller's ``torch.Generator`` and no logits processor (top-k, repetition penalty, ...) silently changes the
 sampling distribution: at temperature 1 the tokens are exact samples of the policy. Prompts are left-padded;
-position ids are ``cumsum(attention_mask) - 1`` both here and in :func:`score`, so a re-scoring forward
-pass sees exactly the positions seen during generation.
+position ids are ``cumsum(attention_mask) - 1`` both here and in :func:`score` (whose forward pass is
+:func:`llm_rl.forward.response_logits`), so a re-scoring forward pass sees exactly the positions seen
+during generation. :func:`score_rows` re-scores rows of a rollout in micro-batches, sharded over
+data-parallel ranks.
 
 Layout of a :class:`Rollout` (B sequences, P prompt columns, R response columns)::
 
@@ -16,11 +18,15 @@ Layout of a :class:`Rollout` (B sequences, P prompt columns, R response columns)
 from __future__ import annotations
 
 import inspect
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 import theory
+
+from .distributed import DistInfo, gather_objects
+from .forward import position_ids_from_mask, response_logits
 
 
 @dataclass
@@ -53,11 +59,6 @@ def encode_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.Te
         input_ids[i, P - len(x):] = torch.tensor(x, dtype=torch.long)
         mask[i, P - len(x):] = 1
     return input_ids.to(device), mask.to(device)
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """``cumsum(mask) - 1`` clamped at 0: positions that ignore left padding."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
 _U64 = 1 << 64
@@ -179,23 +180,16 @@ def score(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_l
     """Log-probabilities of the response tokens (and optionally their full-vocabulary entropy).
 
     Runs the model on ``[B, P + R]`` keeping only the logits that predict response tokens
-    (``logits_to_keep = R + 1``), then works through them ``chunk_rows`` rows at a time so no float32
-    ``[B·R, V]`` copy is made at once (the model's own logits tensor is the only full-size one).
+    (:func:`llm_rl.forward.response_logits`), then works through them ``chunk_rows`` rows at a time so
+    no float32 ``[B·R, V]`` copy is made at once (the model's own logits tensor is the only full-size one).
 
     Returns:
       ``log_prob [B, R]`` (differentiable, of ``softmax(z / temperature)``), and if ``with_entropy``
       also ``entropy [B, R]`` (no grad; ``theory.entropy`` per token, nats).
     """
-    if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
-        raise ValueError("input_ids and attention_mask must both be [B, L] with the same shape")
-    R = input_ids.shape[1] - prompt_len
-    if R < 1 or prompt_len < 1:
-        raise ValueError(f"need prompt_len >= 1 and at least one response column, got P={prompt_len}, R={R}")
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                position_ids=position_ids_from_mask(attention_mask), use_cache=False, logits_to_keep=R + 1)
-    logits = out.logits[:, :-1]  # [B, R, V], position t predicts response token t
+    logits = response_logits(model, input_ids, attention_mask, prompt_len)  # [B, R, V]
     targets = input_ids[:, prompt_len:]  # [B, R]
-    B, _, V = logits.shape
+    B, R, V = logits.shape
     flat, flat_t = logits.reshape(B * R, V), targets.reshape(B * R)
     lps, ents = [], []
     for s in range(0, B * R, chunk_rows):
@@ -210,6 +204,49 @@ def score(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_l
     if not with_entropy:
         return log_prob
     return log_prob, torch.cat(ents).reshape(B, R)
+
+
+def score_rows(model, ro: "Rollout", rows: torch.Tensor | None = None, *, micro_batch_size: int,
+               autocast=None, dist: DistInfo | None = None, device=None, with_entropy: bool = False):
+    """:func:`score` (no grad, float32) of rows ``rows`` of rollout ``ro`` in micro-batches of
+    ``micro_batch_size`` rows, each data-parallel rank scoring its contiguous block of ``rows`` and the
+    blocks all-gathered (on ``device``) so that every rank holds the result for all of ``rows``.
+
+    Args:
+      model: the policy to score with; ro: the rollout; rows: ``[n]`` row indices (default: all rows).
+      autocast: context manager entered around each forward pass (the trainer's; default none).
+      dist: this process's :class:`~llm_rl.distributed.DistInfo` (default: a single process).
+      device: where the gathered result goes when distributed.
+    Returns:
+      ``log_prob [n, R]``, and with ``with_entropy`` the pair ``(log_prob, entropy)``.
+    """
+    rows = torch.arange(ro.input_ids.shape[0]) if rows is None else rows
+    if dist is None or not dist.enabled:
+        return _score_block(model, ro, rows, micro_batch_size, autocast, with_entropy)
+    rows = rows.cpu()
+    a, b = dist.block(len(rows))
+    res = _score_block(model, ro, rows[a:b], micro_batch_size, autocast, with_entropy) if b > a else None
+    if res is not None:
+        res = tuple(t.cpu() for t in res) if with_entropy else res.cpu()
+    parts = [p for p in gather_objects(res, dist) if p is not None]
+    if with_entropy:
+        return tuple(torch.cat([p[i] for p in parts]).to(device) for i in range(2))
+    return torch.cat(parts).to(device)
+
+
+def _score_block(model, ro: "Rollout", rows: torch.Tensor, micro_batch_size: int, autocast,
+                 with_entropy: bool):
+    """:func:`score_rows` on one process."""
+    lps, ents = [], []
+    with torch.no_grad(), autocast or nullcontext():
+        for s in range(0, len(rows), micro_batch_size):
+            r = rows[s:s + micro_batch_size].to(ro.input_ids.device)
+            res = score(model, ro.input_ids[r], ro.attention_mask[r], ro.prompt_len,
+                        with_entropy=with_entropy)
+            lps.append((res[0] if with_entropy else res).float())
+            if with_entropy:
+                ents.append(res[1].float())
+    return (torch.cat(lps), torch.cat(ents)) if with_entropy else torch.cat(lps)
 
 
 def response_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ otherwise, and always first, normalised strings and exact numbers (:func:`as_num
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import threading
 import warnings
@@ -129,6 +130,29 @@ def as_number(s: str) -> Fraction | None:
 #: math-verify's own timeout, in whole seconds, for each of its parse and compare calls
 MATH_VERIFY_TIMEOUT_S = 2
 _thread_warned = False
+#: longest log message math-verify may write; its timeout warnings echo the whole (possibly 100 kB) input
+LOG_MESSAGE_MAX_CHARS = 300
+
+
+class _TruncateLongMessages(logging.Filter):
+    """Shortens a log record's message to ``LOG_MESSAGE_MAX_CHARS`` characters (says how much was cut)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if len(msg) > LOG_MESSAGE_MAX_CHARS:
+            record.msg = f"{msg[:LOG_MESSAGE_MAX_CHARS]}... [{len(msg) - LOG_MESSAGE_MAX_CHARS} more characters]"
+            record.args = None
+        return True
+
+
+_TRUNCATE = _TruncateLongMessages()
+
+
+def _quiet_math_verify_logs() -> None:
+    for name in ("math_verify.parser", "math_verify.grader", "math_verify.metric", "math_verify.utils"):
+        logger = logging.getLogger(name)
+        if _TRUNCATE not in logger.filters:
+            logger.addFilter(_TRUNCATE)
 
 
 def _math_verify(pred: str, gt: str) -> bool | None:
@@ -145,6 +169,7 @@ def _math_verify(pred: str, gt: str) -> bool | None:
         from math_verify.errors import TimeoutException  # type: ignore  # a BaseException
     except ImportError:
         return None
+    _quiet_math_verify_logs()
     if threading.current_thread() is not threading.main_thread():
         if not _thread_warned:
             _thread_warned = True

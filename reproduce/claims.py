@@ -1,20 +1,29 @@
 """The paper's claims next to our measured numbers, with a verdict (holds / partly / does not hold).
 
-Each claim row is ``(claim, source, paper number, our number, verdict)``; thresholds are stated in the
-``rule`` column so that a reader can disagree with the verdict. Inputs are the data dicts returned by
-:func:`figures.draw.draw_all` (absent figures give "not measured"), the rows of
-``theory.verify.run_checks`` and the Table 1 analogue (``fig_covariance.covariance_percentiles``).
-Paper numbers: Cui et al. 2025 §2.3 (Fig. 2), §2.4 (Fig. 5), §2.5 (Fig. 7), §3.3 (Fig. 8, Table 1),
-§4.3 (Table 2, Fig. 11), Figs. 9, 10, 12.
+Each claim is declared once in :data:`CLAIMS` as a :class:`ClaimSpec`: the claim, its paper reference,
+the paper's number (text), how ours is measured from the :class:`Evidence` (the typed figure results of
+:mod:`figures.draw`, the rows of ``theory.verify.run_checks`` and the Table 1 analogue
+``fig_covariance.covariance_percentiles``) and the :class:`Rule` that grades it, whose thresholds the
+table shows so that a reader can disagree with the verdict. Absent figures give "not measured". Paper
+numbers (docs/paper.md): Cui et al. 2025 §2.3 (Fig. 2), §2.4 (Fig. 5), §2.5 (Fig. 7), §3.3 (Fig. 8,
+Table 1), §4.3 (Table 2, Fig. 11), Figs. 9, 10, 12.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import numpy as np
 
+from figures.fig_covariance import Table1Result
+from figures.results import FigureResults, Score, Variant
+
 HOLDS, PARTLY, FAILS, NA = "holds", "partly", "does not hold", "not measured"
+NOT_IN_QUICK = "not measured in quick (runs in --profile full)"
+"""what an LLM claim without data says under ``--profile quick`` (its runs are in ``--profile full``)"""
+NAN = float("nan")
 
 
 def _fin(x) -> bool:
@@ -39,222 +48,393 @@ def num(x, fmt: str = ".3g") -> str:
 
 def _mean(xs):
     xs = [x for x in xs if _fin(x)]
-    return float(np.mean(xs)) if xs else float("nan")
+    return float(np.mean(xs)) if xs else NAN
 
 
-def _collapse_rows(d, where):
-    if not d:
-        return [(f"entropy collapses under GRPO ({where})", "Fig. 11", "0.65 -> 0.02 (7B)", "n/a", NA, "")]
-    runs = d["runs"]
-    drop = _mean([r["entropy_drop"] for r in runs])
-    a0, a1 = _mean([r["acc_start"] for r in runs]), _mean([r["acc_end"] for r in runs])
-    gained = _fin(a0) and _fin(a1) and a1 > a0
-    rows = [(f"entropy collapses under GRPO ({where})", "§2.3, Fig. 11", "~97% drop (0.65 -> 0.02)",
-             f"{pct(drop)} drop ({len(runs)} runs)", grade(drop, lambda x: x >= 0.5, lambda x: x >= 0.2),
-             ">=50% holds, >=20% partly"),
-            (f"accuracy rises while entropy falls ({where})", "Fig. 1, 3",
-             "e.g. 11% -> 25.5% (1.5B)", f"{pct(a0, 1)} -> {pct(a1, 1)}",
-             grade(a1 - a0, lambda x: x >= 0.02, lambda x: x > 0), "+2 pts holds, >0 partly")]
-    r0, r1 = _mean([r.get("reward_start") for r in runs]), _mean([r.get("reward_end") for r in runs])
-    if where == "LLM":
-        rows.append(("GRPO raises the training reward (LLM; sanity check of the trainer)", "-",
-                     "(implicit)", f"{pct(r0, 1)} -> {pct(r1, 1)} (first / last 10% of steps)",
-                     grade(r1 - r0, lambda x: x >= 0.02, lambda x: x > 0), "+2 pts holds, >0 partly"))
-    for i, (f, pe, pg) in enumerate(((1 / 12, 0.73, 0.76), (1 / 3, 0.94, 0.93))):
-        frac = "1/12" if i == 0 else "1/3"
-        e = float(d["entropy_share"][i])
-        g = float(d["gain_share"][i]) if gained else float("nan")
-        rule = "ours >= paper-15pts holds, >= paper/2 partly"
-        rows.append((f"share of entropy drop in first {frac} of steps ({where})", "§2.3, Fig. 2", pct(pe), pct(e),
-                     grade(e, lambda x, p=pe: x >= p - 0.15, lambda x, p=pe: x >= p / 2), rule))
-        rows.append((f"share of accuracy gain in first {frac} of steps ({where})", "§2.3, Fig. 2", pct(pg),
-                     pct(g) if gained else "n/a (no gain)",
-                     grade(g, lambda x, p=pg: x >= p - 0.15, lambda x, p=pg: x >= p / 2) if gained else FAILS, rule))
-    return rows
+@dataclass(frozen=True)
+class Evidence:
+    """Everything a claim is measured from (``verify_rows``: ``theory.verify.run_checks`` rows)."""
+
+    figures: FigureResults
+    verify_rows: tuple = ()
+    table1: Table1Result | None = None
 
 
-def _law_rows(d, p, where):
-    rows = []
-    groups = [g for g in (d or {}).get("groups", {}).values() if "r2" in g]
-    r2 = float(np.median([g["r2"] for g in groups])) if groups else float("nan")
-    rows.append((f"R = -a exp(H) + b fits R vs H ({where})", "§2.2, Figs. 3, 4", "\"precisely\" (no R² given)",
-                 f"median R² {num(r2, '.2f')} over {len(groups)} group(s)",
-                 grade(r2, lambda x: x >= 0.8, lambda x: x >= 0.5), "R² >= 0.8 holds, >= 0.5 partly"))
-    if groups:
-        n_exp = sum(g["best_form"] == "exponential" for g in groups)
-        gaps = [g["forms"]["exponential"]["aic"] - min(f["aic"] for f in g["forms"].values()) for g in groups]
-        v = HOLDS if n_exp * 2 > len(groups) else PARTLY if max(gaps) < 2 else FAILS
-        rows.append((f"exponential form beats linear / power ({where}; beyond the paper)", "theory.md §1.15",
-                     "not tested", f"exp best (AIC) in {n_exp}/{len(groups)}; max AIC gap {max(gaps):.1f}", v,
-                     "majority holds; all within 2 AIC partly"))
-    sc = (d or {}).get("scaling")
-    if where == "LLM":
-        r2s = min(sc["r2"].values()) if sc else float("nan")
-        rows.append(("a, b log-linear in model size (LLM)", "§2.5, Fig. 7", "smooth log-linear",
-                     f"min R² {num(r2s, '.2f')} (a, b)" if sc else "n/a (< 3 sizes)",
-                     grade(r2s, lambda x: x >= 0.8, lambda x: x >= 0.5), "R² >= 0.8 holds, >= 0.5 partly"))
-    rm = (p or {}).get("mean_rmse", float("nan"))
-    fe = (p or {}).get("mean_final_error", float("nan"))
-    rows.append((f"early fit predicts later accuracy: RMSE ({where})", "§2.4, Fig. 5", "0.9% math / 1.2% code",
-                 pct(rm, 1), grade(rm, lambda x: x <= 0.02, lambda x: x <= 0.05), "<= 2 pts holds, <= 5 partly"))
-    rows.append((f"early fit: error at final step ({where})", "§2.4", "0.5% math / 1.9% code", pct(fe, 1),
-                 grade(fe, lambda x: x <= 0.02, lambda x: x <= 0.05), "<= 2 pts holds, <= 5 partly"))
-    return rows
+@dataclass(frozen=True)
+class Measured:
+    """Our measurement of a claim: the value its rule judges (a number or a tuple) and its text."""
+
+    value: Any
+    ours: str
 
 
-def _method_rows(m, where):
-    ms = (m or {}).get("methods", {})
-    g = ms.get("grpo")
-    rows = []
-    for name, paper_ratio, paper_acc in (("kl_cov", "> 10x (0.2 vs 0.02)", "+2.0 (7B), +6.4 (32B)"),
-                                         ("clip_cov", "~4-7x (0.08-0.15 vs 0.02)", "+1.8 (7B), +4.5 (32B)")):
-        o = ms.get(name)
-        ratio = o["final_entropy"][0] / g["final_entropy"][0] if (o and g and g["final_entropy"][0] > 0) else float("nan")
-        rows.append((f"{name} keeps entropy above GRPO ({where})", "§4.3, Fig. 11", paper_ratio,
-                     f"{num(ratio, '.2f')}x", grade(ratio, lambda x: x >= 3, lambda x: x > 1.2), ">= 3x holds, > 1.2x partly"))
-        if o and g:
-            (mo, ho, _), (mg, hg, _) = o["final_acc"], g["final_acc"]
-            diff = mo - mg
-            half = math.sqrt(ho**2 + hg**2) if _fin(ho) and _fin(hg) else float("nan")
-            ours = f"{100 * diff:+.1f} pts" + (f" ± {100 * half:.1f}" if _fin(half) else " (1 seed)")
-            v = grade(diff, lambda x: x > 0 and _fin(half) and x > half, lambda x: x > 0)
+@dataclass(frozen=True)
+class Rule:
+    """How a measured value is graded: ``holds(value)`` -> holds, else ``partly(value)`` -> partly, else
+    does not hold; "not measured" when ``value`` is None or ``judged(value)`` is false. Without
+    ``judged``, the value is one number graded by :func:`grade` (not finite: not measured). ``text``
+    states the thresholds."""
+
+    holds: Callable[[Any], bool]
+    partly: Callable[[Any], bool]
+    text: str
+    judged: Callable[[Any], bool] | None = None
+
+    def verdict(self, value) -> str:
+        if value is None or self.judged is None:
+            return NA if value is None else grade(value, self.holds, self.partly)
+        if not self.judged(value):
+            return NA
+        return HOLDS if self.holds(value) else PARTLY if self.partly(value) else FAILS
+
+
+def at_least(holds: float, partly: float, text: str) -> Rule:  # x >= holds: holds, x >= partly: partly
+    return Rule(lambda x: x >= holds, lambda x: x >= partly, text)
+
+
+@dataclass(frozen=True)
+class Absent:
+    """The row a claim shows when its figure was not drawn (``ref`` / ``paper`` None: the claim's)."""
+
+    ours: str
+    rule: str = ""
+    ref: str | None = None
+    paper: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One row of the claims table: the claim, where in the paper (section, figure, table, equation),
+    the paper's number and ours (text), the verdict (:data:`HOLDS`, :data:`PARTLY`, :data:`FAILS` or
+    :data:`NA`) and a note: the rule's thresholds (the table's ``rule`` column)."""
+
+    claim: str
+    ref: str
+    paper: str
+    ours: str
+    verdict: str
+    note: str
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim, declared once: ``measure`` gives ours from the evidence (None when the figure behind
+    it was not drawn: then the row is ``absent``'s, or left out when ``absent`` is None) and ``rule``
+    grades it. ``llm``: a claim about LLM runs (ungraded under ``--profile quick``, it says
+    :data:`NOT_IN_QUICK`)."""
+
+    claim: str
+    ref: str
+    paper: str
+    measure: Callable[[Evidence], Measured | None]
+    rule: Rule
+    llm: bool = False
+    absent: Absent | None = None
+
+    def row(self, ev: Evidence, profile: str = "") -> ClaimRow | None:
+        """This claim's row for ``ev`` (None when it is left out)."""
+        m, a = self.measure(ev), self.absent
+        if m is not None:
+            row = ClaimRow(self.claim, self.ref, self.paper, m.ours, self.rule.verdict(m.value),
+                           self.rule.text)
+        elif a is not None:
+            row = ClaimRow(self.claim, a.ref or self.ref, a.paper or self.paper, a.ours, NA, a.rule)
         else:
-            ours, v = "n/a", NA
-        rows.append((f"{name} improves accuracy over GRPO ({where})", "Table 2", paper_acc, ours, v,
-                     "> 0 with 95% CI excluding 0 holds, > 0 partly"))
-    o = ms.get("kl_cov")
-    r = o["final_resp_len"][0] / g["final_resp_len"][0] if (o and g and _fin(g["final_resp_len"][0])
-                                                            and g["final_resp_len"][0] > 0) else float("nan")
-    if where == "LLM":
-        rows.append(("longer responses under kl_cov than GRPO (LLM)", "Fig. 11", "~1700 vs ~1000 tokens (1.7x)",
-                     f"{num(r, '.2f')}x", grade(r, lambda x: x >= 1.1, lambda x: x > 1.0), ">= 1.1x holds, > 1 partly"))
-    return rows
+            return None
+        quick_na = profile == "quick" and self.llm and row.verdict == NA
+        return replace(row, ours=NOT_IN_QUICK) if quick_na else row
 
 
-def _sweep_rows(results):
-    rows = []
-    for sweep, claim, paper in (("entropy_coef", "entropy bonus is hard to tune: large coef explodes entropy",
-                                 "entropy up to ~5 at 0.01 (Fig. 9)"),
-                                ("ref_kl_coef", "reference KL holds entropy up but not accuracy",
-                                 "higher entropy, lower acc (Fig. 10)")):
-        d = results.get(f"sweep_{sweep}")
-        if not d or len(d["values"]) < 2:
-            rows.append((claim + " (LLM)", "Figs. 9, 10", paper, "n/a (runs only in --profile full)", NA, ""))
-            continue
-        base, top = d["values"][0], d["values"][-1]
-        ratio = top["final_entropy"] / base["final_entropy"] if base["final_entropy"] > 0 else float("nan")
-        acc = top["final_acc"] - base["final_acc"]
-        ours = f"{d['knob']}={top['value']:g}: entropy {num(ratio, '.2f')}x, acc {100 * acc:+.1f} pts vs 0"
-        if sweep == "entropy_coef":
-            v = grade(ratio, lambda x: x >= 2, lambda x: x > 1.2)
-        else:
-            v = HOLDS if ratio > 1 and acc < 0 else PARTLY if ratio > 1 else FAILS
-        rows.append((claim + " (LLM)", "Figs. 9, 10", paper, ours, v, ">= 2x holds / entropy up & acc down"))
-    return rows
+GAIN = Rule(lambda x: x >= 0.02, lambda x: x > 0, "+2 pts holds, >0 partly")
+R2_LAW = at_least(0.8, 0.5, "R² >= 0.8 holds, >= 0.5 partly")
+PREDICTION = Rule(lambda x: x <= 0.02, lambda x: x <= 0.05, "<= 2 pts holds, <= 5 partly")
+EXTREME_COV = at_least(10, 3, ">= 10x holds, >= 3x partly")
+PER_STATE = at_least(0.9, 0.5, "R² >= 0.9 holds, >= 0.5 partly")
+SWEEP_RULE = ">= 2x holds / entropy up & acc down"
+NO_SWEEP = Absent("n/a (runs only in --profile full)")
+LLM, SIM = Variant.LLM, Variant.SIM
+WHERE = {LLM: "LLM", SIM: "tabular LM"}
 
 
-def _dynamics_rows(dyn) -> list:
-    """Per-state checks from runs trained with ``--diagnose-every`` (figures.fig_dynamics)."""
-    runs = (dyn or {}).get("runs", [])
-    med = lambda key: float(np.median([r["summary"][key] for r in runs])) if runs else float("nan")  # noqa: E731
-    r2, r2_tab, sign = med("median_r2_first"), med("median_r2_tab"), med("median_sign_acc_first")
-    rows = [("Lemma 1 predicts each token state's dH of an update (LLM; beyond the paper)", "Lemma 1",
-             "(checked only as curve shapes, Fig. 8)",
-             f"median R² {num(r2, '.4f')}, sign right {pct(sign, 0)} ({len(runs)} run(s))",
-             grade(r2, lambda x: x >= 0.9, lambda x: x >= 0.5), "R² >= 0.9 holds, >= 0.5 partly"),
-            ("tabular theory (no function approximation) predicts per-state dH (LLM; beyond the paper)",
-             "Thm. 1, theory.md §1.8", "(assumed)", f"median R² {num(r2_tab, '.2f')} with eta_eff fitted",
-             grade(r2_tab, lambda x: x >= 0.9, lambda x: x >= 0.5), "R² >= 0.9 holds, >= 0.5 partly")]
-    if runs:
-        t1 = runs[0]["table1"]
-        ratio = t1[1] / t1[4] if t1[4] > 0 else float("nan")
-        rows.append(("a few tokens carry extreme Cov: top-0.2% / top-50% mean (LLM)", "Table 1",
-                     "3.112 / 0.152 = 20x", f"{num(t1[1])} / {num(t1[4])} = {num(ratio, '.1f')}x",
-                     grade(ratio, lambda x: x >= 10, lambda x: x >= 3), ">= 10x holds, >= 3x partly"))
-    return rows
+# ----------------------------------------------------------------------------- how ours is measured
+
+def _drawn(figure: str, v: Variant, fn, *args):
+    """A measure: ``fn(result, evidence, *args)`` of ``figure``'s ``v`` drawing; None when not drawn."""
+    return lambda ev: None if (d := getattr(ev.figures, figure).get(v)) is None else fn(d, ev, *args)
 
 
-def claim_rows(results: dict, verify_rows=None, table1=None, profile: str = "",
-               llm_score: str = "val/acc") -> list[tuple[str, str, str, str, str, str]]:
-    """All claim rows: (claim, paper ref, paper, ours, verdict, rule).
+def _accs(d) -> tuple[float, float]:
+    """Mean accuracy at the start and at the end of the runs of a collapse result."""
+    return _mean([r.acc_start for r in d.runs]), _mean([r.acc_end for r in d.runs])
 
-    ``llm_score`` names the accuracy behind ``results["collapse" / "law" / "prediction" / "methods"]``
-    (``val/acc`` greedy, or ``val/acc_sampled`` when greedy is saturated; then ``*_greedy`` hold the
-    greedy versions and get rows of their own). With ``profile="quick"``, LLM rows without data say
-    "not measured in quick" (their runs are in ``--profile full``)."""
-    rows = _collapse_rows(results.get("collapse"), "LLM") + _collapse_rows(results.get("collapse_sim"), "tabular LM")
-    if llm_score == "val/acc_sampled":
-        i = next((k for k, r in enumerate(rows) if r[0] == "accuracy rises while entropy falls (LLM)"), None)
-        if i is not None:
-            r = rows[i]
-            rows[i] = (r[0], r[1], r[2], r[3] + " (T=0.6 samples)", r[4], r[5])
-    for key, what in (("collapse_greedy", "greedy"), ("collapse_t1", "T=1 samples")):
-        t1 = results.get(key)
-        if not t1:
-            continue
-        a0, a1 = _mean([r["acc_start"] for r in t1["runs"]]), _mean([r["acc_end"] for r in t1["runs"]])
-        rows.append((f"accuracy of {what} rises while entropy falls (LLM)" if what != "greedy"
-                     else "greedy accuracy (the paper's R) rises while entropy falls (LLM)", "Fig. 1",
-                     "e.g. 11% -> 25.5% (1.5B)" if what == "greedy" else "(greedy in paper)",
-                     f"{pct(a0, 1)} -> {pct(a1, 1)}", grade(a1 - a0, lambda x: x >= 0.02, lambda x: x > 0),
-                     "+2 pts holds, >0 partly"))
-    rows += _law_rows(results.get("law"), results.get("prediction"), "LLM")
-    for key, what in (("law_greedy", "greedy"), ("law_t1", "T=1")):
-        g1 = [g for g in (results.get(key) or {}).get("groups", {}).values() if "r2" in g]
-        if not g1:
-            continue
-        r2 = float(np.median([g["r2"] for g in g1]))
-        rows.append((f"R = -a exp(H) + b fits R vs H, R = {what} accuracy (LLM)", "§2.2",
-                     "\"precisely\" (no R² given)" if what == "greedy" else "(greedy in paper)",
-                     f"median R² {num(r2, '.2f')} over {len(g1)} group(s)",
-                     grade(r2, lambda x: x >= 0.8, lambda x: x >= 0.5), "R² >= 0.8 holds, >= 0.5 partly"))
-    rows += _law_rows(results.get("law_sim"), results.get("prediction_sim"), "tabular LM")
-    cov = results.get("covariance", {})
-    for kind, where in (("llm", "LLM"), ("sim", "tabular LM")):
-        rs = [r for r in cov.get("cov_dh", {}).get("runs", []) if r["kind"] == kind]
-        r = rs[0] if rs else {}
-        rows.append((f"Cov and -dH have similar dynamics ({where})", "§3.3, Fig. 8 left", "\"highly similar\"",
-                     f"Pearson r {num(r.get('pearson'), '.2f')} (smoothed)",
-                     grade(r.get("pearson"), lambda x: x >= 0.7, lambda x: x >= 0.3), "r >= 0.7 holds, >= 0.3 partly"))
-        rows.append((f"Cov stays positive ({where})", "§3.3", "positive throughout",
-                     f"{pct(r.get('cov_positive_share'))} of steps",
-                     grade(r.get("cov_positive_share"), lambda x: x >= 0.9, lambda x: x >= 0.7), ">= 90% holds"))
-    bins = cov.get("by_accuracy", {}).get("bins", {})
-    means = [b["mean"] if b["n"] else float("nan") for b in bins.values()]
+
+def _acc_rise(d, ev=None, suffix: str = "") -> Measured:
+    a0, a1 = _accs(d)
+    return Measured(a1 - a0, f"{pct(a0, 1)} -> {pct(a1, 1)}{suffix}")
+
+
+def _collapse_claims(v: Variant) -> list[ClaimSpec]:
+    """§2.3, Figs. 1, 2, 11: entropy collapses, mostly early, while accuracy rises (mostly early)."""
+    where, llm = WHERE[v], v is LLM
+
+    def drop(d, ev):
+        x = _mean([r.entropy_drop for r in d.runs])
+        return Measured(x, f"{pct(x)} drop ({len(d.runs)} runs)")
+
+    def rise(d, ev):  # the LLM row says when R is sampled accuracy
+        sampled = llm and ev.figures.llm_score is Score.SAMPLED
+        return _acc_rise(d, suffix=" (T=0.6 samples)" if sampled else "")
+
+    def reward(d, ev):
+        r0, r1 = _mean([r.reward_start for r in d.runs]), _mean([r.reward_end for r in d.runs])
+        return Measured(r1 - r0, f"{pct(r0, 1)} -> {pct(r1, 1)} (first / last 10% of steps)")
+
+    def entropy_share(d, ev, i):
+        return Measured(x := float(d.entropy_share[i]), pct(x))
+
+    def gain_share(d, ev, i):  # no accuracy gain: no share of it ("does not hold")
+        a0, a1 = _accs(d)
+        gained = _fin(a0) and _fin(a1) and a1 > a0
+        g = float(d.gain_share[i]) if gained else NAN
+        return Measured((gained, g), pct(g) if gained else "n/a (no gain)")
+
+    specs = [ClaimSpec(f"entropy collapses under GRPO ({where})", "§2.3, Fig. 11", "~97% drop (0.65 -> 0.02)",
+                       _drawn("collapse", v, drop), at_least(0.5, 0.2, ">=50% holds, >=20% partly"), llm,
+                       Absent("n/a", ref="Fig. 11", paper="0.65 -> 0.02 (7B)")),
+             ClaimSpec(f"accuracy rises while entropy falls ({where})", "Fig. 1, 3",
+                       "e.g. 11% -> 25.5% (1.5B)", _drawn("collapse", v, rise), GAIN, llm)]
+    if llm:
+        specs.append(ClaimSpec("GRPO raises the training reward (LLM; sanity check of the trainer)", "-",
+                               "(implicit)", _drawn("collapse", v, reward), GAIN, llm))
+    text = "ours >= paper-15pts holds, >= paper/2 partly"
+    for i, (frac, pe, pg) in enumerate((("1/12", 0.73, 0.76), ("1/3", 0.94, 0.93))):
+        gain_rule = Rule(lambda x, p=pg: x[0] and x[1] >= p - 0.15, lambda x, p=pg: x[0] and x[1] >= p / 2,
+                         text, judged=lambda x: not x[0] or _fin(x[1]))
+        specs += [ClaimSpec(f"share of entropy drop in first {frac} of steps ({where})", "§2.3, Fig. 2",
+                            pct(pe), _drawn("collapse", v, entropy_share, i),
+                            at_least(pe - 0.15, pe / 2, text), llm),
+                  ClaimSpec(f"share of accuracy gain in first {frac} of steps ({where})", "§2.3, Fig. 2",
+                            pct(pg), _drawn("collapse", v, gain_share, i), gain_rule, llm)]
+    return specs
+
+
+def _law_fit(d, ev=None) -> Measured:
+    """Median R² of the fitted groups of a law result (``d`` None: not drawn)."""
+    groups = d.fitted if d else []
+    r2 = float(np.median([g.fit.r2 for g in groups])) if groups else NAN
+    return Measured(r2, f"median R² {num(r2, '.2f')} over {len(groups)} group(s)")
+
+
+def _law_claims(v: Variant) -> list[ClaimSpec]:
+    """§2.2, §2.4, §2.5 (Eq. 6, Figs. 3-5, 7): R = -a exp(H) + b fits, predicts, scales with size."""
+    where, llm = WHERE[v], v is LLM
+
+    def forms(d, ev):
+        if not (groups := d.fitted):
+            return None
+        n_exp, gap = sum(g.best_form == "exponential" for g in groups), max(g.aic_gap() for g in groups)
+        ours = f"exp best (AIC) in {n_exp}/{len(groups)}; max AIC gap {gap:.1f}"
+        return Measured((n_exp, len(groups), gap), ours)
+
+    def scaling(ev):
+        sc = ev.figures.law[v].scaling if v in ev.figures.law else None
+        r2s = min(sc.r2.values()) if sc else NAN
+        return Measured(r2s, f"min R² {num(r2s, '.2f')} (a, b)" if sc else "n/a (< 3 sizes)")
+
+    def prediction(attr):
+        def fn(ev):
+            x = getattr(p, attr) if (p := ev.figures.prediction.get(v)) else NAN
+            return Measured(x, pct(x, 1))
+        return fn
+
+    specs = [ClaimSpec(f"R = -a exp(H) + b fits R vs H ({where})", "§2.2, Figs. 3, 4",
+                       "\"precisely\" (no R² given)", lambda ev: _law_fit(ev.figures.law.get(v)), R2_LAW,
+                       llm),
+             ClaimSpec(f"exponential form beats linear / power ({where}; beyond the paper)",
+                       "theory.md §1.15", "not tested", _drawn("law", v, forms),
+                       Rule(lambda x: 2 * x[0] > x[1], lambda x: x[2] < 2,
+                            "majority holds; all within 2 AIC partly", judged=lambda x: True), llm)]
+    if llm:
+        specs.append(ClaimSpec("a, b log-linear in model size (LLM)", "§2.5, Fig. 7", "smooth log-linear",
+                               scaling, R2_LAW, llm))
+    return specs + [
+        ClaimSpec(f"early fit predicts later accuracy: RMSE ({where})", "§2.4, Fig. 5",
+                  "0.9% math / 1.2% code", prediction("mean_rmse"), PREDICTION, llm),
+        ClaimSpec(f"early fit: error at final step ({where})", "§2.4", "0.5% math / 1.9% code",
+                  prediction("mean_final_error"), PREDICTION, llm)]
+
+
+def _cov_claims(kind: str, where: str) -> list[ClaimSpec]:
+    """§3.3, Fig. 8 left: batch covariance (Eq. 10) tracks -dH and stays positive."""
+    def first(ev, attr):
+        r = ev.figures.covariance.first(kind) if ev.figures.covariance else None
+        return getattr(r, attr) if r else NAN
+
+    return [ClaimSpec(f"Cov and -dH have similar dynamics ({where})", "§3.3, Fig. 8 left",
+                      "\"highly similar\"",
+                      lambda ev: Measured(x := first(ev, "pearson"), f"Pearson r {num(x, '.2f')} (smoothed)"),
+                      at_least(0.7, 0.3, "r >= 0.7 holds, >= 0.3 partly"), kind == "llm"),
+            ClaimSpec(f"Cov stays positive ({where})", "§3.3", "positive throughout",
+                      lambda ev: Measured(x := first(ev, "cov_positive_share"), f"{pct(x)} of steps"),
+                      at_least(0.9, 0.7, ">= 90% holds"), kind == "llm")]
+
+
+def _by_accuracy(ev) -> Measured:
+    """Fig. 8 right: mean covariance of the low / mid / high accuracy bins."""
+    cov = ev.figures.covariance
+    means = [b.mean if b.n else NAN for b in cov.by_accuracy.bins.values()] if cov else []
     if len(means) == 3 and all(_fin(x) for x in means):
         lo, mid, hi = means
-        v = HOLDS if hi > mid > lo else PARTLY if hi > lo else FAILS
-        ours = f"low {lo:.3g} / mid {mid:.3g} / high {hi:.3g}"
-    else:
-        v, ours = NA, "n/a"
-    rows.append(("easier prompts have higher Cov (tabular LM)", "Fig. 8 right", "0.875 > 0.5 > 0.125", ours, v,
-                 "ordered holds, high > low partly"))
-    if table1:
-        mc = table1["mean_cov"]
-        ratio = mc[1] / mc[4] if mc[4] > 0 else float("nan")
-        rows.append(("a few tokens carry extreme Cov: top-0.2% / top-50% mean (tabular LM)", "Table 1",
-                     "3.112 / 0.152 = 20x", f"{num(mc[1])} / {num(mc[4])} = {num(ratio, '.1f')}x",
-                     grade(ratio, lambda x: x >= 10, lambda x: x >= 3), ">= 10x holds, >= 3x partly"))
-    rows += _method_rows(results.get("methods"), "LLM") + _method_rows(results.get("methods_sim"), "tabular LM")
-    rows += _sweep_rows(results)
-    th = results.get("theory", {})
-    slope = (th.get("step_size") or {}).get("slope", float("nan"))
-    rows.append(("first-order error is O(eta^2) (simulator; beyond the paper)", "Lemma 1, theory.md §1.5",
-                 "slope 2 (implied)", f"slope {num(slope, '.2f')}",
-                 grade(slope, lambda x: abs(x - 2) <= 0.2, lambda x: abs(x - 2) <= 0.5), "|slope-2| <= 0.2 holds"))
-    for kind, where, paper, rule in (("sim", "tabular LM", "Lemma 1", (0.95, 0.8)),
-                                     ("llm", "LLM", "dH ~ -eta Cov (Thm. 2)", (0.5, 0.1))):
-        rs = [r for r in th.get("scatter", {}).get("runs", []) if r["kind"] == kind]
-        r = rs[0]["pearson"] if rs else float("nan")
-        rows.append((f"predicted vs observed dH per step ({where})", "Thm. 1/2", paper, f"Pearson r {num(r, '.2f')}",
-                     grade(r, lambda x, t=rule[0]: x >= t, lambda x, t=rule[1]: x >= t),
-                     f"r >= {rule[0]} holds, >= {rule[1]} partly"))
-    rows += _dynamics_rows(results.get("dynamics"))
-    if verify_rows:
-        n_ok = sum(r.passed for r in verify_rows)
-        rows.append(("theorems and lemmas hold numerically", "§3, App. E", "proofs",
-                     f"{n_ok}/{len(verify_rows)} checks pass", HOLDS if n_ok == len(verify_rows) else FAILS, "all pass"))
-    if profile == "quick":
-        rows = [(r[0], r[1], r[2], "not measured in quick (runs in --profile full)", r[4], r[5])
-                if r[4] == NA and "(LLM" in r[0] else r for r in rows]
-    return rows
+        return Measured((lo, mid, hi), f"low {lo:.3g} / mid {mid:.3g} / high {hi:.3g}")
+    return Measured(None, "n/a")
+
+
+def _top_ratio(t1) -> Measured:
+    """Table 1: mean covariance of the top 0.2% tokens over that of the top 50%."""
+    ratio = t1[1] / t1[4] if t1[4] > 0 else NAN
+    return Measured(ratio, f"{num(t1[1])} / {num(t1[4])} = {num(ratio, '.1f')}x")
+
+
+def _method_claims(v: Variant) -> list[ClaimSpec]:
+    """§4.3, Table 2, Fig. 11: Clip-Cov / KL-Cov keep entropy up and improve accuracy over GRPO."""
+    where, llm = WHERE[v], v is LLM
+
+    def pair(ev, name):  # (stats of method ``name``, stats of GRPO), None where absent
+        ms = ev.figures.methods[v].methods if v in ev.figures.methods else {}
+        return ms.get(name), ms.get("grpo")
+
+    def ratio(name, series):  # final ``series`` of ``name`` over GRPO's
+        def fn(ev):
+            o, g = pair(ev, name)
+            b = getattr(g, series).final.mean if g else NAN
+            x = getattr(o, series).final.mean / b if (o and g and _fin(b) and b > 0) else NAN
+            return Measured(x, f"{num(x, '.2f')}x")
+        return fn
+
+    def gain(name):
+        def fn(ev):
+            o, g = pair(ev, name)
+            if not (o and g):
+                return Measured(None, "n/a")
+            (mo, ho, _), (mg, hg, _) = o.acc.final, g.acc.final
+            diff, half = mo - mg, math.sqrt(ho**2 + hg**2) if _fin(ho) and _fin(hg) else NAN
+            ci = f" ± {100 * half:.1f}" if _fin(half) else " (1 seed)"
+            return Measured((diff, half), f"{100 * diff:+.1f} pts{ci}")
+        return fn
+
+    ci_rule = Rule(lambda x: x[0] > 0 and _fin(x[1]) and x[0] > x[1], lambda x: x[0] > 0,
+                   "> 0 with 95% CI excluding 0 holds, > 0 partly", judged=lambda x: _fin(x[0]))
+    specs = []
+    for name, paper_ratio, paper_acc in (("kl_cov", "> 10x (0.2 vs 0.02)", "+2.0 (7B), +6.4 (32B)"),
+                                         ("clip_cov", "~4-7x (0.08-0.15 vs 0.02)", "+1.8 (7B), +4.5 (32B)")):
+        specs += [ClaimSpec(f"{name} keeps entropy above GRPO ({where})", "§4.3, Fig. 11", paper_ratio,
+                            ratio(name, "entropy"),
+                            Rule(lambda x: x >= 3, lambda x: x > 1.2, ">= 3x holds, > 1.2x partly"), llm),
+                  ClaimSpec(f"{name} improves accuracy over GRPO ({where})", "Table 2", paper_acc, gain(name),
+                            ci_rule, llm)]
+    if llm:
+        specs.append(ClaimSpec("longer responses under kl_cov than GRPO (LLM)", "Fig. 11",
+                               "~1700 vs ~1000 tokens (1.7x)", ratio("kl_cov", "resp_len"),
+                               Rule(lambda x: x >= 1.1, lambda x: x > 1.0, ">= 1.1x holds, > 1 partly"), llm))
+    return specs
+
+
+def _sweep(sweep: str, judged_value):
+    """Figs. 9, 10: the largest setting of an LLM sweep against its baseline (None: fewer than 2 runs)."""
+    def fn(ev):
+        d = ev.figures.sweep(sweep)
+        if d is None or len(d.values) < 2:
+            return None
+        base, top = d.values[0], d.values[-1]
+        ratio = top.final_entropy / base.final_entropy if base.final_entropy > 0 else NAN
+        acc = top.final_acc - base.final_acc
+        ours = f"{d.knob}={top.value:g}: entropy {num(ratio, '.2f')}x, acc {100 * acc:+.1f} pts vs 0"
+        return Measured(judged_value(ratio, acc), ours)
+    return fn
+
+
+def _theory(ev, kind: str | None = None) -> float:
+    """First-order error slope (``kind`` None) or the first ``kind`` run's predicted-vs-observed r."""
+    th = ev.figures.theory
+    if th is None or kind is None:
+        return th.step_size.slope if th and th.step_size else NAN
+    return r.pearson if (r := th.first(kind)) else NAN
+
+
+def _dynamics(ev, key: str) -> float:
+    """Median over the diagnosed LLM runs of their summary ``key``."""
+    runs = ev.figures.dynamics.runs if ev.figures.dynamics else ()
+    return float(np.median([r.summary[key] for r in runs])) if runs else NAN
+
+
+def _lemma1(ev) -> Measured:
+    r2, sign = _dynamics(ev, "median_r2_first"), _dynamics(ev, "median_sign_acc_first")
+    n = len(ev.figures.dynamics.runs) if ev.figures.dynamics else 0
+    return Measured(r2, f"median R² {num(r2, '.4f')}, sign right {pct(sign, 0)} ({n} run(s))")
+
+
+def _verify(ev) -> Measured | None:
+    n_ok, n = sum(r.passed for r in ev.verify_rows), len(ev.verify_rows)
+    return Measured((n_ok, n), f"{n_ok}/{n} checks pass") if n else None
+
+
+# ----------------------------------------------------------------------------- the claims
+
+CLAIMS: tuple[ClaimSpec, ...] = (
+    *_collapse_claims(LLM), *_collapse_claims(SIM),
+    ClaimSpec("greedy accuracy (the paper's R) rises while entropy falls (LLM)", "Fig. 1",
+              "e.g. 11% -> 25.5% (1.5B)", _drawn("collapse", Variant.GREEDY, _acc_rise), GAIN, llm=True),
+    ClaimSpec("accuracy of T=1 samples rises while entropy falls (LLM)", "Fig. 1", "(greedy in paper)",
+              _drawn("collapse", Variant.T1, _acc_rise), GAIN, llm=True),
+    *_law_claims(LLM),
+    *(ClaimSpec(f"R = -a exp(H) + b fits R vs H, R = {what} accuracy (LLM)", "§2.2", paper,
+                _drawn("law", v, lambda d, ev: _law_fit(d) if d.fitted else None), R2_LAW, llm=True)
+      for v, what, paper in ((Variant.GREEDY, "greedy", "\"precisely\" (no R² given)"),
+                             (Variant.T1, "T=1", "(greedy in paper)"))),
+    *_law_claims(SIM), *_cov_claims("llm", "LLM"), *_cov_claims("sim", "tabular LM"),
+    ClaimSpec("easier prompts have higher Cov (tabular LM)", "Fig. 8 right", "0.875 > 0.5 > 0.125",
+              _by_accuracy,
+              Rule(lambda x: x[2] > x[1] > x[0], lambda x: x[2] > x[0], "ordered holds, high > low partly",
+                   judged=lambda x: True)),  # None when a bin is empty
+    ClaimSpec("a few tokens carry extreme Cov: top-0.2% / top-50% mean (tabular LM)", "Table 1",
+              "3.112 / 0.152 = 20x", lambda ev: None if ev.table1 is None else _top_ratio(ev.table1.mean_cov),
+              EXTREME_COV),
+    *_method_claims(LLM), *_method_claims(SIM),
+    ClaimSpec("entropy bonus is hard to tune: large coef explodes entropy (LLM)", "Figs. 9, 10",
+              "entropy up to ~5 at 0.01 (Fig. 9)", _sweep("entropy_coef", lambda ratio, acc: ratio),
+              Rule(lambda x: x >= 2, lambda x: x > 1.2, SWEEP_RULE), llm=True, absent=NO_SWEEP),
+    ClaimSpec("reference KL holds entropy up but not accuracy (LLM)", "Figs. 9, 10",
+              "higher entropy, lower acc (Fig. 10)", _sweep("ref_kl_coef", lambda ratio, acc: (ratio, acc)),
+              Rule(lambda x: x[0] > 1 and x[1] < 0, lambda x: x[0] > 1, SWEEP_RULE, judged=lambda x: True),
+              llm=True, absent=NO_SWEEP),
+    ClaimSpec("first-order error is O(eta^2) (simulator; beyond the paper)", "Lemma 1, theory.md §1.5",
+              "slope 2 (implied)", lambda ev: Measured(x := _theory(ev), f"slope {num(x, '.2f')}"),
+              Rule(lambda x: abs(x - 2) <= 0.2, lambda x: abs(x - 2) <= 0.5, "|slope-2| <= 0.2 holds")),
+    ClaimSpec("predicted vs observed dH per step (tabular LM)", "Thm. 1/2", "Lemma 1",
+              lambda ev: Measured(x := _theory(ev, "sim"), f"Pearson r {num(x, '.2f')}"),
+              at_least(0.95, 0.8, "r >= 0.95 holds, >= 0.8 partly")),
+    ClaimSpec("predicted vs observed dH per step (LLM)", "Thm. 1/2", "dH ~ -eta Cov (Thm. 2)",
+              lambda ev: Measured(x := _theory(ev, "llm"), f"Pearson r {num(x, '.2f')}"),
+              at_least(0.5, 0.1, "r >= 0.5 holds, >= 0.1 partly"), llm=True),
+    ClaimSpec("Lemma 1 predicts each token state's dH of an update (LLM; beyond the paper)", "Lemma 1",
+              "(checked only as curve shapes, Fig. 8)", _lemma1, PER_STATE, llm=True),
+    ClaimSpec("tabular theory (no function approximation) predicts per-state dH (LLM; beyond the paper)",
+              "Thm. 1, theory.md §1.8", "(assumed)",
+              lambda ev: Measured(x := _dynamics(ev, "median_r2_tab"),
+                                  f"median R² {num(x, '.2f')} with eta_eff fitted"), PER_STATE, llm=True),
+    ClaimSpec("a few tokens carry extreme Cov: top-0.2% / top-50% mean (LLM)", "Table 1",
+              "3.112 / 0.152 = 20x", lambda ev: _top_ratio(ev.figures.dynamics.runs[0].table1)
+              if ev.figures.dynamics and ev.figures.dynamics.runs else None, EXTREME_COV, llm=True),
+    ClaimSpec("theorems and lemmas hold numerically", "§3, App. E", "proofs", _verify,
+              Rule(lambda x: x[0] == x[1], lambda x: False, "all pass", judged=lambda x: True)),
+)
+"""every claim, in table order"""
+
+
+def claim_rows(results: FigureResults, verify_rows=None, table1: Table1Result | None = None,
+               profile: str = "") -> list[ClaimRow]:
+    """The row of every claim of :data:`CLAIMS` that applies. LLM rows use ``results.llm_score``
+    (:func:`figures.draw.choose_llm_score`); with ``profile="quick"``, LLM rows without data say "not
+    measured in quick" (their runs are in ``--profile full``)."""
+    ev = Evidence(results, tuple(verify_rows or ()), table1)
+    return [r for r in (spec.row(ev, profile) for spec in CLAIMS) if r is not None]

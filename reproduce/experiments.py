@@ -27,6 +27,9 @@ from pathlib import Path
 
 from rundir.files import atomic_write_json
 from rundir.finished import has_records, is_finished, mark_finished, read_done
+from rundir.ownership import RunLock
+
+from .processes import children_die_with_us, kill_children, run_child
 
 KINDS = ("simulate", "pretrain", "train")
 MODEL_PLACEHOLDER = "{model}"
@@ -118,6 +121,7 @@ def run_spec(spec: Spec, out: str | Path, by_name: dict[str, Spec], cli: list[st
     Returns:
       ``{"name", "ok", "wall_s", "dir", "log"}``; a failing run is reported, not raised.
     """
+    out = Path(out).resolve()
     d = run_dir(spec, out, by_name)
     if d.exists():
         shutil.rmtree(d)
@@ -135,8 +139,8 @@ def run_spec(spec: Spec, out: str | Path, by_name: dict[str, Spec], cli: list[st
     with open(d / "log.txt", "w") as log:
         log.write("$ entropy-mech " + " ".join(argv) + "\n")
         log.flush()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                              cwd=Path(__file__).resolve().parents[1])
+        proc = run_child(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1])
         log.write(proc.stdout)
     wall = time.time() - t0
     ok = proc.returncode == 0
@@ -154,12 +158,21 @@ def execute(specs: list[Spec], out: str | Path, jobs: int = 2, progress: bool = 
     """Run every unfinished spec (warm starts first), ``jobs`` in parallel; return one result per spec.
 
     Finished specs are reported with ``"skipped": True``. A spec whose warm start failed is not run.
+    ``out`` is resolved to an absolute path first, so the runs land there whatever the working directory;
+    ``out/.lock`` stops a second live runner on the same folder (:class:`rundir.ownership.RunLock`), and
+    no run outlives this call (:mod:`reproduce.processes`).
     """
-    from tqdm.auto import tqdm
-
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    out = Path(out).resolve()
     by_name = check_plan(specs)
+    with RunLock(out), children_die_with_us():
+        return _execute(specs, out, by_name, jobs, progress, cli)
+
+
+def _execute(specs, out: Path, by_name, jobs: int, progress: bool, cli) -> list[dict]:
+    from tqdm.auto import tqdm
+
     results = {s.name: {"name": s.name, "ok": True, "skipped": True, "wall_s": 0.0,
                         "dir": str(run_dir(s, out, by_name))} for s in specs if is_done(s, out, by_name)}
     todo = [s for s in specs if s.name not in results]
@@ -178,14 +191,19 @@ def execute(specs: list[Spec], out: str | Path, jobs: int = 2, progress: bool = 
                                        "dir": str(run_dir(s, out, by_name)), "error": f"{s.needs} failed"}
                     continue
                 futures[pool.submit(run_spec, s, out, by_name, cli)] = s
-            for fut in cf.as_completed(futures):
-                s = futures[fut]
-                res = fut.result()
-                res["skipped"] = False
-                results[s.name] = res
-                bar.update(min(round(s.est_s / jobs), bar.total - bar.n))
-                if not res["ok"]:
-                    bar.write(f"run {s.name} failed; see {res['log']}")
+            try:
+                for fut in cf.as_completed(futures):
+                    s = futures[fut]
+                    res = fut.result()
+                    res["skipped"] = False
+                    results[s.name] = res
+                    bar.update(min(round(s.est_s / jobs), bar.total - bar.n))
+                    if not res["ok"]:
+                        bar.write(f"run {s.name} failed; see {res['log']}")
+            except BaseException:  # Ctrl-C, SIGTERM, an error: stop the runs before the pool waits for them
+                pool.shutdown(wait=False, cancel_futures=True)
+                kill_children()
+                raise
     bar.close()
     return [results[s.name] for s in specs]
 

@@ -19,11 +19,13 @@ from rundir.finished import is_finished
 def reproduce(profile: str, out: str | Path, jobs: int = 2, run: bool = True, progress: bool = True,
               verify_instances: int = 100, specs=None, table1_instances: int = 64) -> dict:
     """Run the plan, draw, verify, write the report. Returns ``{"results", "run_results", "report",
-    "wall_s"}``. ``specs`` overrides the profile's plan and ``table1_instances`` sizes the Table 1
-    batch (tests)."""
+    "wall_s"}``; ``results`` is the :class:`figures.results.FigureResults` the report was written from
+    (LLM accuracy chosen by :func:`figures.draw.choose_llm_score`). ``specs`` overrides the profile's plan
+    and ``table1_instances`` sizes the Table 1 batch (tests)."""
     from theory.verify import run_checks
 
-    from figures.draw import draw_all
+    from figures.draw import choose_llm_score, draw_all
+    from figures.results import FigureResults
     from .experiments import check_plan, execute, finished_dirs, run_dir
     from figures.fig_covariance import covariance_percentiles
     from .plans import plan
@@ -40,7 +42,10 @@ def reproduce(profile: str, out: str | Path, jobs: int = 2, run: bool = True, pr
         run_results = [{"name": s.name, "ok": is_finished(run_dir(s, out, by_name)),
                         "dir": str(run_dir(s, out, by_name))} for s in specs]
     dirs = finished_dirs(run_results)
-    results = draw_all(dirs, out, pdf=profile == "full") if dirs else {"skipped": ["all (no finished runs)"]}
+    if dirs:  # LLM accuracy: greedy, or T=0.6 sampled when greedy is saturated (then redrawn, PNG only)
+        results = choose_llm_score(draw_all(dirs, out, pdf=profile == "full"), dirs, out)
+    else:
+        results = FigureResults(skipped=("all (no finished runs)",))
     verify_rows = run_checks(verify_instances, seed=0)
     table1 = covariance_percentiles(seed=0, instances=table1_instances)
     wall = time.time() - t0

@@ -39,11 +39,13 @@ SIZES = {  # name -> llm_rl.model.default_model_config overrides (the default mo
 }
 METHOD_PARAMS = {  # token fractions sized for this toy (see the module docstring)
     "grpo": [],
-    "clip_higher": ["--param", "eps_high=0.28"],
-    "clip_cov": ["--param", "clip_ratio=0.2", "--param", "allow_large_ratio=true"],
-    "kl_cov": ["--param", "kl_ratio=0.2", "--param", "kl_coef=7.0", "--param", "allow_large_ratio=true"],
+    "clip_higher": ["--objective-param", "eps_high=0.28"],
+    "clip_cov": ["--objective-param", "clip_ratio=0.2", "--objective-param", "allow_large_ratio=true"],
+    "kl_cov": ["--objective-param", "kl_ratio=0.2", "--objective-param", "kl_coef=7.0",
+               "--objective-param", "allow_large_ratio=true"],
 }
-RL_ARGS = ["--lr", "1e-4", "--minibatches", "8"]  # the collapse benchmark's settings, stated explicitly
+# the collapse benchmark's settings, stated explicitly (--minibatches: the old spelling of --num-minibatches)
+RL_ARGS = ["--lr", "1e-4", "--minibatches", "8"]
 DIAGNOSE_EVERY = 10  # per-state entropy-dynamics diagnostics (fig_dynamics; ~6% of a diagnosed step)
 QUICK = {"steps": 150, "val_every": 5, "seeds": {"grpo": (0, 1), "kl_cov": (0, 1)}}
 FULL = {"steps": 300, "val_every": 10,
@@ -73,7 +75,7 @@ def _sim(name: str, est: float, *args: str, **tags) -> Spec:
 
 def _sim_lm(name, objective, steps, instances, est, *extra, **tags) -> Spec:
     return _sim(name, est, "--world", "tabular_lm", "--rule", "grpo", "--objective", objective, "--optimizer",
-                "adam", "--lr", "0.05", "--samples", "8", "--epochs", "4", "--steps", str(steps),
+                "adam", "--lr", "0.05", "--group-size", "8", "--ppo-epochs", "4", "--steps", str(steps),
                 "--instances", str(instances), "--init", "random", "--init-scale", "1.0", *extra, **tags)
 
 
@@ -82,14 +84,16 @@ def _sims(steps: int, instances: int, est: float, sweep_ratios=(0.02, 0.05), swe
     more than one token: 0.2 needs ``allow_large_ratio``) and exact-PG bandit runs for the step-size test."""
     specs = [_sim_lm("sim-lm-grpo", "ppo_clip", steps, instances, est, group="methods", sim_method="grpo"),
              _sim_lm("sim-lm-clip_higher", "clip_higher", steps, instances, est, group="methods"),
-             _sim_lm("sim-lm-clip_cov", "clip_cov", steps, instances, est, "--objective-arg", "clip_ratio=0.2",
-                     "--objective-arg", "allow_large_ratio=true", group="methods", sweep="clip_cov", value=0.2),
-             _sim_lm("sim-lm-kl_cov", "kl_cov", steps, instances, est, "--objective-arg", "kl_ratio=0.05",
-                     "--objective-arg", "kl_coef=1.0", group="methods", sweep="kl_cov", value=1.0)]
-    specs += [_sim_lm(f"sim-lm-clip_cov-{r}", "clip_cov", steps, instances, est, "--objective-arg",
+             _sim_lm("sim-lm-clip_cov", "clip_cov", steps, instances, est, "--objective-param",
+                     "clip_ratio=0.2", "--objective-param", "allow_large_ratio=true", group="methods",
+                     sweep="clip_cov", value=0.2),
+             _sim_lm("sim-lm-kl_cov", "kl_cov", steps, instances, est, "--objective-param", "kl_ratio=0.05",
+                     "--objective-param", "kl_coef=1.0", group="methods", sweep="kl_cov", value=1.0)]
+    specs += [_sim_lm(f"sim-lm-clip_cov-{r}", "clip_cov", steps, instances, est, "--objective-param",
                       f"clip_ratio={r}", group="sweep", sweep="clip_cov", value=r) for r in sweep_ratios]
-    specs += [_sim_lm(f"sim-lm-kl_cov-{c}", "kl_cov", steps, instances, est, "--objective-arg", "kl_ratio=0.05",
-                      "--objective-arg", f"kl_coef={c}", group="sweep", sweep="kl_cov", value=c)
+    specs += [_sim_lm(f"sim-lm-kl_cov-{c}", "kl_cov", steps, instances, est, "--objective-param",
+                      "kl_ratio=0.05", "--objective-param", f"kl_coef={c}", group="sweep", sweep="kl_cov",
+                      value=c)
               for c in sweep_coefs]
     specs += [_sim(f"sim-bandit-pg-lr{lr}", 3.0, "--world", "bandit", "--rule", "pg", "--n-actions", "10",
                    "--init", "random", "--init-scale", "1.5", "--lr", str(lr), "--steps", "2",
@@ -125,10 +129,12 @@ def plan(profile: str) -> list[Spec]:
                      ["--ref-kl-coef", str(c)], group="sweep", sweep="ref_kl_coef", value=c) for c in kl_coefs]
     if not quick:
         specs += [_train(f"llm-clip_cov{r}-m96-s0", "m96", "clip_cov", 0, steps, val_every, t_est,
-                         ["--param", f"clip_ratio={r}"], group="sweep", sweep="clip_cov", value=r)
+                         ["--objective-param", f"clip_ratio={r}"], group="sweep", sweep="clip_cov",
+                         value=r)
                   for r in (0.05, 0.1, 0.3)]
         specs += [_train(f"llm-kl_cov{c}-m96-s0", "m96", "kl_cov", 0, steps, val_every, t_est,
-                         ["--param", f"kl_coef={c}"], group="sweep", sweep="kl_cov", value=c)
+                         ["--objective-param", f"kl_coef={c}"], group="sweep", sweep="kl_cov",
+                         value=c)
                   for c in (0.5, 1.0, 10.0)]
     specs += (_sims(100, 48, 10.0, (0.05,), (5.0,)) if quick else _sims(400, 256, 60.0))
     return specs

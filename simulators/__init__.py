@@ -7,7 +7,7 @@ Imports only ``theory``. Entry points: :func:`simulate` / :func:`load_run` and `
 from .config import RULE_NAMES, WORLD_NAMES, SimConfig
 from .mdp import TabularMDP
 from .recorder import PER_STATE_KEYS, batch_covariance, record_step
-from .rules import RULES, StepResult, gather_log_prob, group_advantage, make_rule, reinforce_logit_step
+from .rules import RULES, StepResult, gather_log_prob, make_rule, reinforce_logit_step
 from .run import Run, load_run, run_to_dir, save_run, simulate
 from .tabular_lm import TabularLM
 from .worlds import ContextualBandit, Exact, TokenBatch, make_world, sample_categorical, state_major_batch
@@ -27,7 +27,6 @@ __all__ = [
     "WORLD_NAMES",
     "batch_covariance",
     "gather_log_prob",
-    "group_advantage",
     "load_run",
     "make_rule",
     "make_world",

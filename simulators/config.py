@@ -11,10 +11,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from theory.advantages import ADVANTAGE_ESTIMATORS
+from theory.objectives import validate_objective_params
+
 WORLD_NAMES: tuple[str, ...] = ("bandit", "contextual_bandit", "mdp", "tabular_lm")
 RULE_NAMES: tuple[str, ...] = ("pg", "npg", "entropy_npg", "reinforce", "grpo")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-ADV_NORMS: tuple[str, ...] = ("std", "mean")
 INITS: tuple[str, ...] = ("uniform", "random")
 REWARD_NOISES: tuple[str, ...] = ("bernoulli", "none")
 DTYPES: tuple[str, ...] = ("float64", "float32")
@@ -90,9 +92,9 @@ class SimConfig:
     """``grpo`` only: ``sgd`` or ``adam`` (torch defaults besides ``lr``)."""
     epochs: int = 4
     """``grpo`` only: inner optimisation epochs on each sampled batch (ratios leave 1 after the first)."""
-    adv_norm: str = "std"
-    """``grpo`` only: group advantage (R - mean)/(std + 1e-6) (``std``, GRPO) or R - mean (``mean``,
-    Dr. GRPO)."""
+    advantage: str = "grpo"
+    """``grpo`` only: ``theory.advantages`` estimator: (R - mean)/(std + 1e-6) (``grpo``) or R - mean
+    (``drgrpo``, Dr. GRPO). Saved configs with the former ``adv_norm`` (std/mean) still load."""
 
     # --- numerics and output -------------------------------------------------------------------------
     dtype: str = "float64"
@@ -106,7 +108,7 @@ class SimConfig:
         _choice(self.world, WORLD_NAMES, "world")
         _choice(self.rule, RULE_NAMES, "rule")
         _choice(self.optimizer, OPTIMIZERS, "optimizer")
-        _choice(self.adv_norm, ADV_NORMS, "adv_norm")
+        _choice(self.advantage, ADVANTAGE_ESTIMATORS, "advantage")
         _choice(self.init, INITS, "init")
         _choice(self.reward_noise, REWARD_NOISES, "reward_noise")
         _choice(self.dtype, DTYPES, "dtype")
@@ -158,6 +160,8 @@ class SimConfig:
             raise ValueError("grpo needs samples (group size) >= 2 for a group-relative advantage")
         if not isinstance(self.objective_kwargs, dict):
             raise ValueError(f"objective_kwargs must be a dict, got {type(self.objective_kwargs).__name__}")
+        if self.rule == "grpo":  # names and ranges of the objective's hyperparameters, before any run
+            validate_objective_params(self.objective, self.objective_kwargs)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a non-empty string, got {self.device!r}")
 
@@ -174,6 +178,10 @@ class SimConfig:
     def from_dict(cls, data: dict[str, Any]) -> "SimConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
+        if "adv_norm" in data and "advantage" not in data:  # configs saved before adv_norm became advantage
+            data = dict(data)
+            old = data.pop("adv_norm")
+            data["advantage"] = {"std": "grpo", "mean": "drgrpo"}.get(old, old)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown SimConfig field(s) {unknown}; known: {sorted(known)}")

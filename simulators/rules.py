@@ -2,16 +2,17 @@
 
 Exact-gradient rules (every logit formula comes from ``theory``; here only the per-state scaling):
 
-* ``pg``          Δz_s = η w(s) π_s ⊙ (A_s − E_π A_s)              (Proposition 1, theory.md §1.6)
-* ``npg``         Δz_s = η c A_s, c = 1/(1 − γ) in an MDP, else 1     (Theorem 2, theory.md §1.7)
-* ``entropy_npg`` Δz_s = η c (A^τ_s − τ log π_s), soft advantages     (Cen et al. 2022, theory.md §1.13)
+* ``pg``          Δz_s = η w(s) π_s ⊙ (A_s − E_π A_s)              (Proposition 1, docs/theory.md §1.6)
+* ``npg``         Δz_s = η c A_s, c = 1/(1 − γ) in an MDP, else 1     (Theorem 2, docs/theory.md §1.7)
+* ``entropy_npg`` Δz_s = η c (A^τ_s − τ log π_s), soft advantages     (Cen et al. 2022, docs/theory.md §1.13)
 
 Sampled rules:
 
 * ``reinforce``   Δz = η Σ_i c_i (R_i − b_i) Σ_t (e_{y_it} − π_{s_it}) at the states visited, unbiased
                   for ``pg``
-                  (theory.md §1.8; ``theory.sampled_logit_step`` per state)
-* ``grpo``        group sampling, group-relative advantages, ``epochs`` inner optimiser steps on
+                  (docs/theory.md §1.8; ``theory.sampled_logit_step`` per state)
+* ``grpo``        group sampling, group-relative advantages (``theory.advantages``), ``epochs`` inner
+                  optimiser steps on
                   aggregate(objective(log π, log π_old, A, mask)) from ``theory.objectives`` /
                   ``theory.aggregation`` (SGD or Adam on the logits as a torch parameter)
 
@@ -20,7 +21,6 @@ Every rule's :meth:`step` returns a :class:`StepResult`; nothing calls ``.item()
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +31,7 @@ from theory import (
     pg_logit_step,
     sampled_logit_step,
 )
+from theory.advantages import group_advantages
 
 from .config import RULE_NAMES
 from .world_base import Exact, TokenBatch
@@ -62,7 +63,7 @@ def gather_log_prob(logits: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
 def reinforce_logit_step(
     logits: torch.Tensor, batch: TokenBatch, advantages: torch.Tensor, lr: float
 ) -> torch.Tensor:
-    """Sampled REINFORCE logit step over a token batch (theory.md §1.8):
+    """Sampled REINFORCE logit step over a token batch (docs/theory.md §1.8):
 
         Δz_s = η Σ_i c_i A_i Σ_{t: s_it = s} (e_{y_it} − π_s),
 
@@ -90,30 +91,6 @@ def reinforce_logit_step(
     adv = torch.where(here, tok_adv, torch.zeros_like(tok_adv)) * (m * t)  # [B, S, MT]
     actions = batch.actions.reshape(b, 1, m * t).expand(b, s, m * t)
     return sampled_logit_step(logits, actions, adv, lr)
-
-
-def group_advantage(
-    rewards: torch.Tensor, group_size: int, norm: str = "std", eps: float = 1e-6
-) -> torch.Tensor:
-    """GRPO group-relative advantage per response (groups are contiguous blocks of ``group_size``):
-
-        A_i = (R_i − mean_g R) / (std_g R + ε)   (``std``, unbiased std as in verl),
-        A_i = R_i − mean_g R                      (``mean``, Dr. GRPO).
-
-    Args:
-      rewards: ``[B, M]`` with M divisible by ``group_size`` ≥ 2.
-    Returns:
-      ``[B, M]``.
-    """
-    if group_size < 2 or rewards.shape[-1] % group_size:
-        raise ValueError(f"need group_size >= 2 dividing M = {rewards.shape[-1]}, got {group_size}")
-    g = rewards.view(*rewards.shape[:-1], -1, group_size)  # [B, M/G, G]
-    centred = g - g.mean(-1, keepdim=True)
-    if norm == "std":
-        centred = centred / (g.std(-1, keepdim=True) + eps)
-    elif norm != "mean":
-        raise ValueError(f"unknown advantage normalisation {norm!r}; choose 'std' or 'mean'")
-    return centred.reshape(rewards.shape)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -187,44 +164,23 @@ class GRPO(_Rule):
         super().__init__(config, world, logits0, generator)
         try:
             from theory.aggregation import AGG_MODES, aggregate
-            from theory.objectives import get_objective
+            from theory.objectives import get_objective, validate_objective_params
         except ImportError as err:  # pragma: no cover - depends on the objectives module being present
             raise ValueError(f"rule 'grpo' needs theory.objectives and theory.aggregation ({err})") from None
         self.objective, self.aggregate = get_objective(config.objective), aggregate
         if config.loss_agg not in AGG_MODES:
             raise ValueError(f"unknown loss_agg {config.loss_agg!r}; choose one of: {', '.join(AGG_MODES)}")
-        params = inspect.signature(self.objective).parameters
-        accepted = [
-            n
-            for n, p in params.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("generator", "stats")
-        ]
-        unknown = sorted(set(config.objective_kwargs) - set(accepted))
-        if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            raise ValueError(
-                f"objective {config.objective!r} does not take {unknown}; it accepts: {', '.join(accepted)}"
-            )
-        self._dry_run(logits0)
+        validate_objective_params(config.objective, config.objective_kwargs)  # also done by SimConfig
         self.param = torch.nn.Parameter(logits0.detach().clone())
         opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[config.optimizer]
         self.optimizer = opt_cls([self.param], lr=self.lr)
         # the objectives draw (Clip-Cov's random subset) on the tensors' device
         self.obj_generator = torch.Generator(device=logits0.device).manual_seed(config.seed + 1)
 
-    def _dry_run(self, like: torch.Tensor) -> None:
-        """Call the objective once on a 1 x 2 dummy batch so bad hyperparameters fail before the run."""
-        x = torch.zeros(1, 2, dtype=like.dtype, device=like.device)
-        mask = torch.ones(1, 2, dtype=torch.bool, device=like.device)
-        scratch = torch.Generator(device=like.device).manual_seed(0)
-        try:
-            self.objective(x, x, x, mask, generator=scratch, **self.config.objective_kwargs)
-        except TypeError as err:
-            raise ValueError(f"objective {self.config.objective!r} rejected its arguments: {err}") from None
-
     def step(self, logits, ex):
         cfg = self.config
         batch = self.world.sample(logits, cfg.samples, self.generator, cfg.groups)
-        adv = group_advantage(batch.rewards, batch.group_size, cfg.adv_norm)  # [B, M]
+        adv = group_advantages(batch.rewards, batch.group_size, cfg.advantage)  # [B, M]
         tok_adv = adv.unsqueeze(-1).expand(batch.mask.shape).to(logits.dtype)  # [B, M, T]
         with torch.no_grad():
             self.param.copy_(logits)

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tolerances import ATOL_F32, EXACT_F64, RTOL_F32
-from theory.aggregation import AGG_MODES, AggMode, aggregate, global_counts, masked_mean, masked_sum
+from theory.aggregation import (AGG_MODES, AggMode, aggregate, global_counts, global_denominator, masked_mean,
+                                masked_sum)
 
 
 def _batch(seed: int, B: int, T: int, p_mask: float, dtype=torch.float64, empty_row: bool = False):
@@ -78,15 +79,7 @@ def test_masked_tokens_contribute_nothing(mode):
 @pytest.mark.parametrize("mode", AGG_MODES)
 def test_microbatches_with_global_denominators_sum_to_whole(mode, B, T, seed, n_chunks, p):
     L, M = _batch(seed, B, T, p)
-    counts = global_counts(M)
-    kw = {
-        "token-mean": {"global_token_count": counts["global_token_count"]},
-        "seq-mean-token-mean": {"global_seq_count": counts["global_seq_count"]},
-        "seq-mean-token-sum": {"global_seq_count": counts["global_seq_count"]},
-        "seq-mean-token-sum-norm": {"norm_constant": float(T)},
-    }[mode]
-    if int(M.sum()) == 0:
-        kw = {}  # a zero global count is not a valid denominator; the local fallback gives 0
+    kw = global_denominator(M, mode)
     Lw = L.clone().requires_grad_(True)
     whole = aggregate(Lw, M, mode)
     whole.backward()
@@ -95,6 +88,39 @@ def test_microbatches_with_global_denominators_sum_to_whole(mode, B, T, seed, n_
     total.backward()
     assert math.isclose(float(total.detach()), float(whole.detach()), rel_tol=EXACT_F64, abs_tol=EXACT_F64)
     torch.testing.assert_close(Lp.grad, Lw.grad, atol=EXACT_F64, rtol=EXACT_F64)
+
+
+@given(shape=shapes, seed=st.integers(0, 2**31 - 1), p=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+       empty_row=st.booleans())
+@pytest.mark.parametrize("mode", AGG_MODES)
+def test_global_denominator_matches_naive_formula(mode, shape, seed, p, empty_row):
+    _, M = _batch(seed, *shape, p, empty_row=empty_row)
+    B, T = shape
+    n_valid = sum(bool(M[b, t]) for b in range(B) for t in range(T))
+    n_nonempty = sum(any(bool(M[b, t]) for t in range(T)) for b in range(B))
+    name, value = {
+        "token-mean": ("global_token_count", max(n_valid, 1)),
+        "seq-mean-token-mean": ("global_seq_count", max(n_nonempty, 1)),
+        "seq-mean-token-sum": ("global_seq_count", max(n_nonempty, 1)),
+        "seq-mean-token-sum-norm": ("norm_constant", T),
+    }[mode]
+    got = global_denominator(M.long(), mode)
+    assert list(got) == [name] and float(got[name]) == value
+    fixed = global_denominator(M, mode, norm_constant=B * 7.0)
+    if mode == "seq-mean-token-sum-norm":
+        assert fixed == {"norm_constant": B * 7.0}
+    else:
+        assert list(fixed) == [name] and float(fixed[name]) == value  # the constant is for the norm mode only
+
+
+def test_global_denominator_errors():
+    M = torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="token-mean"):
+        global_denominator(M, "token-sum")
+    with pytest.raises(ValueError, match="> 0"):
+        global_denominator(M, "seq-mean-token-sum-norm", norm_constant=0.0)
+    with pytest.raises(ValueError, match="token axis"):
+        global_denominator(torch.tensor(True), "token-mean")
 
 
 def test_local_denominators_are_not_split_invariant():

@@ -57,54 +57,54 @@ def test_helpers():
 
 def test_collapse(runs, tmp_path):
     d = plot_collapse(runs["grpo"], tmp_path / "c")
-    assert (tmp_path / "c.png").is_file() and len(d["runs"]) == 2
+    assert (tmp_path / "c.png").is_file() and len(d.runs) == 2
     # H decays with tau = 10 over 60 steps: most of the drop is early, as in paper Fig. 2
-    assert 0.3 < d["entropy_share"][0] < d["entropy_share"][1] <= 1.0
-    assert d["runs"][0]["acc_end"] > d["runs"][0]["acc_start"]
-    assert d["runs"][0]["reward_start"] == pytest.approx(0.2 + 0.005 * 2.5)  # mean of steps 0..5
+    assert 0.3 < d.entropy_share[0] < d.entropy_share[1] <= 1.0
+    assert d.runs[0].acc_end > d.runs[0].acc_start
+    assert d.runs[0].reward_start == pytest.approx(0.2 + 0.005 * 2.5)  # mean of steps 0..5
 
 
 def test_law_recovers_coefficients_and_scaling(runs, tmp_path):
     d = plot_law(runs["sizes"], tmp_path / "law", n_boot=50, width=1)
-    g = d["groups"]["m1"]
-    assert g["a"] == pytest.approx(0.25, abs=1e-9) and g["b"] == pytest.approx(0.85, abs=1e-9)
-    assert g["r2"] == pytest.approx(1.0) and g["best_form"] == "exponential"
-    assert_allclose(d["sizes"], [1e4, 1e5, 1e6]) and d["scaling"]["r2"]["a"] == pytest.approx(1.0)
+    g = d.groups["m1"]
+    assert g.fit.a == pytest.approx(0.25, abs=1e-9) and g.fit.b == pytest.approx(0.85, abs=1e-9)
+    assert g.fit.r2 == pytest.approx(1.0) and g.best_form == "exponential"
+    assert_allclose(d.sizes, [1e4, 1e5, 1e6]) and d.scaling.r2["a"] == pytest.approx(1.0)
 
 
 def test_prediction_exact_law_has_zero_error(runs, tmp_path):
     d = plot_prediction(runs["grpo"][:1], tmp_path / "p", width=1)
-    r = d["runs"][0]
-    assert r["k"] == 3 and r["rmse"] < 1e-9 and d["mean_final_error"] < 1e-9
+    r = d.runs[0]
+    assert r.k == 3 and r.rmse < 1e-9 and d.mean_final_error < 1e-9
 
 
 def test_covariance(runs, tmp_path):
     d = plot_covariance([runs["grpo"][0], runs["sim_lm"]], tmp_path / "cov")
-    llm = [r for r in d["cov_dh"]["runs"] if r["kind"] == "llm"][0]
-    assert llm["pearson"] == pytest.approx(1.0) and llm["cov_positive_share"] == 1.0
-    assert d["by_accuracy"]["n_runs"] == 1 and set(d["by_accuracy"]["bins"]) and all(
-        b["step"].shape == (20,) for b in d["by_accuracy"]["bins"].values())
+    llm = [r for r in d.cov_dh if r.kind == "llm"][0]
+    assert llm.pearson == pytest.approx(1.0) and llm.cov_positive_share == 1.0
+    assert d.by_accuracy.n_runs == 1 and set(d.by_accuracy.bins) and all(
+        b.step.shape == (20,) for b in d.by_accuracy.bins.values())
 
 
 def test_covariance_percentiles_are_decreasing():
     d = covariance_percentiles(seed=0, vocab=3, horizon=2, samples=8, instances=8)
-    assert d["n_tokens"] == 8 * 8 * 2 and np.all(np.diff(d["mean_cov"]) <= 1e-12)
-    assert covariance_percentiles(seed=0, vocab=3, horizon=2, samples=8, instances=8)["mean_cov"].tolist() == \
-        d["mean_cov"].tolist()
+    assert d.n_tokens == 8 * 8 * 2 and np.all(np.diff(d.mean_cov) <= 1e-12)
+    assert covariance_percentiles(seed=0, vocab=3, horizon=2, samples=8, instances=8).mean_cov.tolist() == \
+        d.mean_cov.tolist()
 
 
 def test_methods_band_and_table(runs, tmp_path):
     d = plot_methods(runs["grpo"] + runs["kl_cov"], tmp_path / "m")
-    assert list(d["methods"]) == ["grpo", "kl_cov"]
-    g, k = d["methods"]["grpo"], d["methods"]["kl_cov"]
-    assert g["n_seeds"] == 2 and g["entropy"]["mean"].shape == (60,)
-    assert k["final_entropy"][0] > g["final_entropy"][0] and k["final_resp_len"][0] > g["final_resp_len"][0]
-    assert np.all(g["acc"]["lo"] <= g["acc"]["hi"])
+    assert list(d.methods) == ["grpo", "kl_cov"]
+    g, k = d.methods["grpo"], d.methods["kl_cov"]
+    assert g.n_seeds == 2 and g.entropy.mean.shape == (60,)
+    assert k.entropy.final.mean > g.entropy.final.mean and k.resp_len.final.mean > g.resp_len.final.mean
+    assert np.all(g.acc.lo <= g.acc.hi)
 
 
 def test_sweep_values(runs, tmp_path):
     d = plot_sweep([runs["grpo"][0], runs["kl_cov"][0]], tmp_path / "s", "kl_cov")
-    assert [v["value"] for v in d["values"]] == [0.0, 1.0]
+    assert [v.value for v in d.values] == [0.0, 1.0]
     assert sweep_value(load_curves(runs["kl_cov"][0]), "kl_cov") == 1.0
     with pytest.raises(ValueError, match="unknown sweep"):
         sweep_value(load_curves(runs["kl_cov"][0]), "nope")
@@ -112,7 +112,7 @@ def test_sweep_values(runs, tmp_path):
 
 def test_theory_slope_two(runs, tmp_path):
     d = plot_theory(runs["sim_pg"], [runs["sim_lm"], runs["grpo"][0]], tmp_path / "t")
-    assert d["step_size"]["slope"] == pytest.approx(2.0, abs=0.15)
-    kinds = {r["kind"]: r for r in d["scatter"]["runs"]}
-    assert kinds["sim"]["pearson"] > 0.9 and kinds["llm"]["pearson"] == pytest.approx(1.0)
+    assert d.step_size.slope == pytest.approx(2.0, abs=0.15)
+    kinds = {r.kind: r for r in d.scatter}
+    assert kinds["sim"].pearson > 0.9 and kinds["llm"].pearson == pytest.approx(1.0)
     assert (tmp_path / "t.png").is_file()

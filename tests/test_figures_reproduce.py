@@ -2,19 +2,22 @@
 
 import json
 import sys
-
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fake_runs import write_llm_run, write_sim_lm, write_sim_pg
-from reproduce.claims import FAILS, HOLDS, NA, PARTLY, claim_rows, grade
+from reproduce.claims import CLAIMS, FAILS, HOLDS, NA, PARTLY, Evidence, claim_rows, grade
 from cli.main import main
-from figures.draw import draw_all
+from figures.draw import choose_llm_score, draw_all
+from figures.results import Variant
 from reproduce.experiments import MODEL_PLACEHOLDER, Spec, check_plan, execute, is_done, run_dir, spec_hash
 from reproduce.plans import plan
 from reproduce.report import write_report
 from reproduce.pipeline import reproduce
+from theory.law import fit_entropy_law
 
 FAKE_CLI = """
 import json, pathlib, sys
@@ -126,35 +129,73 @@ def drawn(tmp_path_factory):
 
 def test_draw_all_selects_runs(drawn):
     results, out, _ = drawn
+    files = results.figure_files()
     for name in ("collapse", "collapse_t1", "law", "law_t1", "prediction", "covariance", "methods", "sweep_entropy_coef", "theory",
                  "collapse_sim", "methods_sim", "dynamics"):
-        assert name in results, name
-        assert all(p.is_file() for p in results[name]["files"])
-    assert len(results["collapse"]["runs"]) == 2  # only plain GRPO runs
-    dyn = results["dynamics"]["runs"]  # only the runs with diagnostics, the GRPO baseline first
-    assert [Path(r["dir"]).name for r in dyn] == ["g0", "g1"] and dyn[0]["first_step"] == 0
-    assert dyn[0]["summary"]["diagnosed_steps"] == 3 and dyn[0]["summary"]["median_r2_first"] > 0.9
-    assert [v["value"] for v in results["sweep_entropy_coef"]["values"]] == [0.0, 0.01]
-    assert "sweep_ref_kl_coef" in results["skipped"]
+        assert name in files, name
+        assert all(p.is_file() for p in files[name])
+    assert len(results.collapse[Variant.LLM].runs) == 2  # only plain GRPO runs
+    dyn = results.dynamics.runs  # only the runs with diagnostics, the GRPO baseline first
+    assert [Path(r.dir).name for r in dyn] == ["g0", "g1"] and dyn[0].first_step == 0
+    assert dyn[0].summary["diagnosed_steps"] == 3 and dyn[0].summary["median_r2_first"] > 0.9
+    assert [v.value for v in results.sweep("entropy_coef").values] == [0.0, 0.01]
+    assert "sweep_ref_kl_coef" in results.skipped
 
 
 def test_claims_and_report(drawn, tmp_path):
     results, _, _ = drawn
-    rows = {r[0]: r for r in claim_rows(results)}
-    assert rows["kl_cov keeps entropy above GRPO (LLM)"][4] == HOLDS
-    assert rows["R = -a exp(H) + b fits R vs H (LLM)"][4] == HOLDS
-    assert rows["a, b log-linear in model size (LLM)"][4] == NA
-    assert rows["Lemma 1 predicts each token state's dH of an update (LLM; beyond the paper)"][4] == HOLDS
+    rows = {r.claim: r for r in claim_rows(results)}
+    assert rows["kl_cov keeps entropy above GRPO (LLM)"].verdict == HOLDS
+    assert rows["R = -a exp(H) + b fits R vs H (LLM)"].verdict == HOLDS
+    assert rows["a, b log-linear in model size (LLM)"].verdict == NA
+    lemma1 = rows["Lemma 1 predicts each token state's dH of an update (LLM; beyond the paper)"]
+    assert lemma1.verdict == HOLDS
     assert "a few tokens carry extreme Cov: top-0.2% / top-50% mean (LLM)" in rows
-    assert rows["GRPO raises the training reward (LLM; sanity check of the trainer)"][4] == HOLDS
-    assert rows["R = -a exp(H) + b fits R vs H, R = T=1 accuracy (LLM)"][4] == HOLDS
-    assert results["law_t1"]["groups"]["m96"]["b"] == pytest.approx(results["law"]["groups"]["m96"]["b"] - 0.05)
-    assert rows["entropy bonus is hard to tune: large coef explodes entropy (LLM)"][4] == HOLDS
+    assert rows["GRPO raises the training reward (LLM; sanity check of the trainer)"].verdict == HOLDS
+    assert rows["R = -a exp(H) + b fits R vs H, R = T=1 accuracy (LLM)"].verdict == HOLDS
+    law, law_t1 = results.law[Variant.LLM], results.law[Variant.T1]
+    assert law_t1.groups["m96"].fit.b == pytest.approx(law.groups["m96"].fit.b - 0.05)
+    assert rows["entropy bonus is hard to tune: large coef explodes entropy (LLM)"].verdict == HOLDS
     path = write_report(tmp_path, results, profile="test")
     text = path.read_text()
     assert "## Claims" in text and "| kl_cov keeps entropy above GRPO (LLM)" in text
     assert "Table 2 analogue" in text and "± " in text
     assert "## LLM entropy dynamics, state by state" in text and "| ours (LLM, " in text
+
+
+def _verdict(results, claim: str) -> str:
+    spec = next(s for s in CLAIMS if s.claim == claim)
+    return spec.row(Evidence(results)).verdict
+
+
+def test_claim_rules_fail_on_flipped_or_shuffled_evidence(drawn):
+    """A declared claim grades the measured effect, not its mere presence: with the evidence sign-flipped,
+    the compared runs swapped or R shuffled, a claim that held does not hold."""
+    results, _, _ = drawn
+    assert len({s.claim for s in CLAIMS}) == len(CLAIMS)  # each claim declared once
+    assert all(s.rule.verdict(None) == NA for s in CLAIMS)
+    llm, rng = Variant.LLM, np.random.default_rng(0)
+    collapse, law, methods, cov, th = (results.collapse[llm], results.law[llm], results.methods[llm],
+                                       results.covariance, results.theory)
+    m = methods.methods
+    reversed_runs = tuple(replace(r, acc_start=r.acc_end, acc_end=r.acc_start) for r in collapse.runs)
+    shuffled = {k: replace(g, fit=fit_entropy_law(g.H, rng.permutation(g.R), n_boot=0))
+                for k, g in law.groups.items()}
+    broken = {
+        "accuracy rises while entropy falls (LLM)": replace(
+            results, collapse={**results.collapse, llm: replace(collapse, runs=reversed_runs)}),
+        "Cov and -dH have similar dynamics (LLM)": replace(results, covariance=replace(
+            cov, cov_dh=tuple(replace(r, pearson=-r.pearson) for r in cov.cov_dh))),
+        "kl_cov keeps entropy above GRPO (LLM)": replace(results, methods={**results.methods, llm: replace(
+            methods, methods={**m, "grpo": m["kl_cov"], "kl_cov": m["grpo"]})}),
+        "R = -a exp(H) + b fits R vs H (LLM)": replace(
+            results, law={**results.law, llm: replace(law, groups=shuffled)}),
+        "first-order error is O(eta^2) (simulator; beyond the paper)": replace(
+            results, theory=replace(th, step_size=replace(th.step_size, slope=-th.step_size.slope))),
+    }
+    for claim, wrong in broken.items():
+        assert _verdict(results, claim) == HOLDS, claim
+        assert _verdict(wrong, claim) == FAILS, claim
 
 
 def test_figures_cli(drawn, tmp_path, capsys):
@@ -193,9 +234,9 @@ def test_reproduce_with_a_real_llm_run(tmp_path, monkeypatch):
                   tags={"size_name": "m32"})]
     res = reproduce("quick", tmp_path / "out", progress=False, verify_instances=3, specs=specs, table1_instances=4)
     assert all(r["ok"] for r in res["run_results"]), res["run_results"]
-    assert len(res["results"]["collapse"]["runs"]) == 1
-    assert res["results"]["methods"]["methods"]["grpo"]["entropy"]["step"].size == 4
-    assert res["results"]["dynamics"]["runs"][0]["summary"]["diagnosed_steps"] == 2
+    assert len(res["results"].collapse[Variant.LLM].runs) == 1
+    assert res["results"].methods[Variant.LLM].methods["grpo"].entropy.step.size == 4
+    assert res["results"].dynamics.runs[0].summary["diagnosed_steps"] == 2
     assert "R² Lemma 1 (median)" in Path(res["report"]).read_text()
 
 
@@ -215,12 +256,12 @@ def test_report_scores_llm_by_sampled_accuracy_when_greedy_saturates(tmp_path):
         (d / "spec.json").write_text(json.dumps(spec))
         dirs.append(d)
     out = tmp_path / "out"
-    results = draw_all(dirs, out)
+    results = choose_llm_score(draw_all(dirs, out), dirs, out)
     text = write_report(out, results, run_results=[{"name": d.name, "ok": True, "dir": str(d)} for d in dirs],
                         profile="quick").read_text()
     assert "T=0.6 sampled validation accuracy" in text and (out / "collapse_sampled.png").is_file()
-    rows = {r[0]: r for r in claim_rows(results, profile="quick")}
-    assert rows["a, b log-linear in model size (LLM)"][3].startswith("not measured in quick")
+    rows = {r.claim: r for r in claim_rows(results, profile="quick")}
+    assert rows["a, b log-linear in model size (LLM)"].ours.startswith("not measured in quick")
     line = next(ln for ln in text.splitlines() if ln.startswith("| accuracy rises while entropy falls (LLM)"))
     assert "(T=0.6 samples)" in line and "| holds |" in line
     assert "| greedy accuracy (the paper's R) rises while entropy falls (LLM)" in text

@@ -266,3 +266,19 @@ def test_size_scaling_mapping_and_natural_log():
 def test_size_scaling_errors(sizes, coefs, match):
     with pytest.raises(ValueError, match=match):
         fit_size_scaling(sizes, coefs)
+
+
+def test_too_few_points_for_an_interval_are_said_so():
+    """A 3-point fit has one residual degree of freedom: its bootstrap interval is meaningless
+    (seen: a 95% CI of [-7e11, 1.19]), so the fit comes without intervals and a warning says why."""
+    from theory.law import MIN_CI_POINTS
+
+    H = np.array([0.2, 0.5, 0.9])
+    with pytest.warns(UserWarning, match="too few for a 95% interval"):
+        fit = fit_entropy_law(H, -np.exp(H) + 1.0, n_boot=200)
+    assert fit.a_ci is None and fit.n_boot == 0
+    H = np.linspace(0.1, 1.0, MIN_CI_POINTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_entropy_law(H, -np.exp(H) + 1.0 + 0.01 * np.sin(7 * H), n_boot=50)
+    assert fit.a_ci is not None

@@ -36,7 +36,8 @@ def test_cli_pretrain_train_eval_resume(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     args = ["train", "--task", "countdown", "--objective", "clip_cov", "--model", model, "--out", str(out),
             "--steps", "2", "--prompts-per-step", "2", "--group-size", "3", "--val-every", "1",
-            "--no-dynamic-sampling", "--no-progress", "--n-train", "32", "--n-val", "8", "--val-samples", "1", "--param", "clip_ratio=0.05", "--checkpoint-every", "1"]
+            "--no-dynamic-sampling", "--no-progress", "--n-train", "32", "--n-val", "8", "--val-samples", "1",
+            "--objective-param", "clip_ratio=0.05", "--checkpoint-every", "1"]
     assert main(args) == 0
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and (out / "checkpoint.pt").is_file()
@@ -48,7 +49,7 @@ def test_cli_pretrain_train_eval_resume(tmp_path, monkeypatch, capsys):
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3]
     capsys.readouterr()
-    assert main(["eval", "--run", str(out), "--samples", "1"]) == 0
+    assert main(["eval", "--run", str(out), "--val-samples", "1"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert 0.0 <= res["acc_greedy"] <= 1.0 and res["task"] == "countdown"
 

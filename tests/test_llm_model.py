@@ -6,7 +6,7 @@ import pytest
 import torch
 import transformers
 
-from llm_rl.advantages import group_advantages, zero_variance_groups
+from theory.advantages import group_advantages, zero_variance_groups
 from llm_rl.model import build_default_policy, default_model_config, load_policy, save_policy
 from llm_rl.rollout import concat_rollouts, encode_prompts, generate, score, sequence_entropy
 from llm_rl.tokenizer import ALPHABET, build_char_tokenizer, warn_unknown_characters

@@ -371,3 +371,17 @@ def test_warm_start_cache_key_follows_file_content(tmp_path):
     assert PretrainConfig(task="file", task_knobs=knobs, n_train=2, n_val=2).digest() == before
     write_jsonl(path, ROWS[::-1])
     assert PretrainConfig(task="file", task_knobs=knobs, n_train=2, n_val=2).digest() != before
+
+
+def test_math_verify_log_messages_are_truncated(caplog):
+    """math-verify's timeout warning echoes its whole input; ours cuts it to LOG_MESSAGE_MAX_CHARS."""
+    import logging
+
+    from llm_rl.verifiers import LOG_MESSAGE_MAX_CHARS, _quiet_math_verify_logs
+
+    _quiet_math_verify_logs()
+    huge = "1+" * 50_000
+    with caplog.at_level(logging.WARNING, logger="math_verify.parser"):
+        logging.getLogger("math_verify.parser").warning(f"Timeout during parsing: {huge}")
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert len(msg) < LOG_MESSAGE_MAX_CHARS + 60 and msg.endswith("more characters]")

@@ -94,6 +94,37 @@ def test_metrics_table_documents_every_key():
         assert f"\n{key} " in mm.__doc__ or f"\n{key}\n" in mm.__doc__, key
 
 
+def test_every_update_metric_declares_its_reduction():
+    from theory.objectives import METRIC_DESCRIPTIONS
+
+    import llm_rl.metrics as mm
+
+    update_keys = {mm.LOSS_POLICY, mm.LOSS_TOTAL, mm.OPTIM_GRAD_NORM, mm.OPTIM_LR, mm.OPTIM_UPDATES}
+    assert set(METRIC_DESCRIPTIONS) | update_keys == set(mm.REDUCTIONS)
+    acc = mm.UpdateMetrics()
+    with pytest.raises(ValueError, match="no reduction"):
+        acc.add_micro_batch({"objective/undeclared": 1.0}, tokens=1.0)
+    with pytest.raises(ValueError, match="does not apply"):
+        acc.add_micro_batch({mm.OPTIM_LR: 1.0}, tokens=1.0)
+
+
+def test_update_metrics_reduce_as_declared():
+    import llm_rl.metrics as mm
+    from llm_rl.distributed import DistInfo
+
+    acc = mm.UpdateMetrics()
+    for step in range(2):  # two optimizer steps of two micro-batches (3 and 1 tokens)
+        acc.add_micro_batch({"objective/clip_frac": 0.5, mm.LOSS_POLICY: 1.0 + step}, tokens=3.0)
+        acc.add_micro_batch({"objective/clip_frac": 1.0, mm.LOSS_POLICY: 2.0}, tokens=1.0)
+        acc.add_optimizer_step({mm.OPTIM_GRAD_NORM: 2.0 * step, mm.OPTIM_LR: 0.1 * (step + 1),
+                                mm.OPTIM_UPDATES: 1})
+    out = acc.result(DistInfo())
+    assert out["objective/clip_frac"] == pytest.approx((0.5 * 3 + 1.0) * 2 / 8)  # token-weighted mean
+    assert out[mm.LOSS_POLICY] == pytest.approx((1 + 2 + 2 + 2) / 2)  # summed per step, mean over steps
+    assert out[mm.OPTIM_GRAD_NORM] == 1.0 and out[mm.OPTIM_LR] == pytest.approx(0.2)
+    assert out[mm.OPTIM_UPDATES] == 2 and isinstance(out[mm.OPTIM_UPDATES], int)
+
+
 @pytest.mark.parametrize("objective", ["grpo", "kl_cov"])
 def test_resume_is_bitwise_exact(tiny_model, tmp_path, objective):
     oc = ObjectiveConfig(name=objective, params={"kl_ratio": 0.05} if objective == "kl_cov" else {})
@@ -139,9 +170,9 @@ def test_selection_invariant_to_micro_batch_size(tiny_model, tmp_path, objective
 def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_model, tmp_path, monkeypatch):
     cfg = make_config(tiny_model, steps=3, checkpoint_every=1)
     tr = Trainer(cfg, tmp_path / "run", progress=False)
-    import llm_rl.trainer as trainer_mod
+    import llm_rl.update as update_mod  # the update step's differentiable forward
 
-    real_score, calls = trainer_mod.score, {"n": 0}
+    real_score, calls = update_mod.score, {"n": 0}
 
     def poisoned(model, *a, **k):
         out = real_score(model, *a, **k)
@@ -149,7 +180,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_model, tmp_path, monkeypa
             return out * float("nan")
         return out
 
-    monkeypatch.setattr(trainer_mod, "score", poisoned)
+    monkeypatch.setattr(update_mod, "score", poisoned)
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
         tr.train()
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)

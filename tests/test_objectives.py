@@ -24,14 +24,15 @@ from theory.objectives import (
     clip_cov,
     clip_higher,
     compute_cov_stats,
-    entropy_bonus,
     get_objective,
     kl_cov,
+    objective_spec,
     ppo_clip,
-    reference_kl,
     register_objective,
+    validate_objective_params,
     vanilla_pg,
 )
+from theory.regularizers import entropy_bonus, reference_kl
 
 
 def _batch(seed, B=6, T=40, *, drift=0.4, p_mask=0.85, dtype=torch.float64):
@@ -401,6 +402,113 @@ def test_registry():
         assert get_objective("_test_dummy") is vanilla_pg
     finally:
         OBJECTIVES.pop("_test_dummy", None)
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+#: (objective, bad hyperparameters, what the message must say: the value and the valid range)
+_BAD_PARAMS = [
+    ("ppo_clip", {"eps_low": -0.1}, r"eps_low=-0.1 is outside its valid range \[0, 1\]"),
+    ("ppo_clip", {"eps_low": 1.5}, r"eps_low=1.5 is outside its valid range \[0, 1\]"),
+    ("clip_higher", {"eps_high": -0.01}, r"eps_high=-0.01 is outside its valid range \[0, inf\)"),
+    ("clip_higher", {"eps_high": float("nan")}, "eps_high must be finite"),
+    ("clip_cov", {"clip_ratio": 0.5}, r"clip_ratio=0.5 selects 50% .*valid range is \[0, 0.05\].*fraction"),
+    ("clip_cov", {"clip_ratio": 20.0, "allow_large_ratio": True},
+     r"clip_ratio=20 is outside its valid range \[0, 1\] \(a fraction of tokens, not a percent\)"),
+    ("clip_cov", {"clip_ratio": -2e-4}, r"clip_ratio=-0.0002 is outside its valid range \[0, 1\]"),
+    ("clip_cov", {"cov_lb": 5.0, "cov_ub": 1.0}, r"cov_lb=5 must be < cov_ub=1"),
+    ("clip_cov", {"cov_ub": float("nan")}, "cov_ub must not be NaN"),
+    ("clip_cov", {"cov_lb": None}, "cov_lb must be a real number, got None"),
+    ("clip_cov", {"eps_low": 2.0}, r"eps_low=2 is outside its valid range \[0, 1\]"),
+    ("kl_cov", {"kl_ratio": 2.0}, r"kl_ratio=2 is outside its valid range \[0, 1\]"),
+    ("kl_cov", {"kl_ratio": 0.2}, r"kl_ratio=0.2 selects 20% .*\[0, 0.05\]"),
+    ("kl_cov", {"kl_coef": -1.0}, r"kl_coef=-1 is outside its valid range \[0, inf\)"),
+    ("kl_cov", {"kl_coef": float("inf")}, "kl_coef must be finite"),
+    ("kl_cov", {"allow_large_ratio": "yes"}, "allow_large_ratio='yes' must be True or False"),
+    ("kl_cov", {"clip_ratio": 2e-4},
+     r"takes no hyperparameter\(s\) \['clip_ratio'\].*accepts: kl_ratio, kl_coef"),
+    ("vanilla_pg", {"eps_low": 0.2}, r"'vanilla_pg' takes no hyperparameter\(s\) \['eps_low'\]"),
+]
+
+
+@pytest.mark.parametrize("name,params,match", _BAD_PARAMS)
+def test_validation_rejects_bad_values_naming_value_and_range(name, params, match):
+    """One check: validate_objective_params, the objective itself and compute_cov_stats agree."""
+    with pytest.raises(ValueError, match=match):
+        validate_objective_params(name, params)
+    lp, old, adv, mask = _batch(0, B=2, T=8)
+    with pytest.raises((ValueError, TypeError)):  # an unknown keyword is Python's TypeError at the call
+        get_objective(name)(lp, old, adv, mask, **params)
+    with pytest.raises(ValueError, match=match):
+        compute_cov_stats(lp, old, adv, mask, objective=name, **params)
+
+
+def test_validation_returns_checked_values_with_defaults():
+    want = {"kl_ratio": 2e-3, "kl_coef": 1.0, "allow_large_ratio": False}
+    assert validate_objective_params("kl_cov", {}) == want
+    assert validate_objective_params(ObjectiveName.CLIP_HIGHER, {"eps_low": 0}) == {"eps_low": 0.0,
+                                                                                  "eps_high": 0.28}
+    got = validate_objective_params("clip_cov", {"clip_ratio": 0.5, "allow_large_ratio": True,
+                                                 "cov_ub": math.inf})
+    assert got["clip_ratio"] == 0.5 and got["cov_ub"] == math.inf and got["eps_low"] == 0.2
+    assert validate_objective_params("kl_cov", {"kl_ratio": torch.tensor(0.5**10)})["kl_ratio"] == 0.5**10
+    with pytest.raises(ValueError, match="known objectives: .*kl_cov"):
+        validate_objective_params("klcov", {})
+    with pytest.raises(ValueError, match="must be a dict"):
+        validate_objective_params("kl_cov", [("kl_ratio", 0.1)])
+
+
+def test_registry_entries_carry_params_metrics_and_selection_hook():
+    for name in KNOWN_OBJECTIVES:
+        spec = objective_spec(name)
+        assert spec.fn is get_objective(name) and OBJECTIVES[name] is spec
+        lp, old, adv, mask = _batch(1)
+        _, metrics = spec.fn(lp, old, adv, mask, generator=_gen(0), **_COV_KW_SMALL.get(name, {}))
+        assert list(metrics) == list(spec.metrics)
+        assert all(spec.metrics[k] == METRIC_DESCRIPTIONS[k] for k in metrics)
+    assert objective_spec("clip_cov").params["clip_ratio"].default == 2e-4
+    assert {n for n in KNOWN_OBJECTIVES if objective_spec(n).select is not None} == {"clip_cov", "kl_cov"}
+
+
+def test_compute_cov_stats_uses_the_registered_hook_not_the_name():
+    """A custom objective with a selection hook gets whole-batch statistics with no change elsewhere."""
+    lp, old, adv, mask = _batch(2)
+    try:
+        def fn(*args, kl_ratio=2e-2, generator=None, stats=None, **others):
+            raise NotImplementedError
+
+        register_objective("_test_kl_cov_alias", fn, select=objective_spec("kl_cov").select)
+        got = compute_cov_stats(lp, old, adv, mask, objective="_test_kl_cov_alias", kl_ratio=2e-2)
+        want = compute_cov_stats(lp, old, adv, mask, objective="kl_cov", kl_ratio=2e-2)
+        assert torch.equal(got.selected, want.selected) and int(got.selected.sum()) > 1
+    finally:
+        OBJECTIVES.pop("_test_kl_cov_alias", None)
+
+
+@pytest.mark.parametrize("name,params,match", [c for c in _BAD_PARAMS if c[0] != "vanilla_pg"])
+def test_configs_reject_bad_values_when_built(name, params, match):
+    """The simulators' SimConfig and the trainer's ObjectiveConfig run the same check on construction."""
+    from llm_rl.config import ObjectiveConfig
+    from simulators.config import SimConfig
+
+    with pytest.raises(ValueError, match=match):
+        SimConfig(rule="grpo", objective=name, objective_kwargs=params)
+    with pytest.raises(ValueError, match=match):
+        ObjectiveConfig(name=name, params=params)
+    SimConfig(rule="pg", objective=name, objective_kwargs=params)  # ignored by rules other than grpo
+    with pytest.raises(ValueError, match=r"takes no hyperparameter.*accepts: eps_low, eps_high"):
+        ObjectiveConfig(name="grpo", params={"kl_ratio": 2e-3})  # the alias resolves to ppo_clip
+
+
+def test_no_other_signature_inspection_validates_hyperparameters():
+    """Only the registry reads an objective's signature (once, at registration)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [f"{p.relative_to(root)}: {line.strip()}" for pkg in ("theory", "simulators", "llm_rl", "cli")
+             for p in (root / pkg).rglob("*.py") for line in p.read_text(encoding="utf-8").splitlines()
+             if "inspect.signature(" in line and "objective" in line]
+    assert lines == []
 
 
 # ---------------------------------------------------------------------------------------- additive terms

@@ -134,9 +134,9 @@ def test_grpo_inner_epochs_move_ratios_and_clip():
 
 
 def test_grpo_rejects_bad_objective_settings():
-    cfg = SimConfig(world="bandit", rule="grpo", objective="ppo_clip", objective_kwargs={"clip_ratio": 0.1})
-    with pytest.raises(ValueError, match="accepts: eps_low, eps_high"):
-        simulate(cfg)
+    with pytest.raises(ValueError, match="accepts: eps_low, eps_high"):  # raised when SimConfig is built
+        simulate(SimConfig(world="bandit", rule="grpo", objective="ppo_clip",
+                           objective_kwargs={"clip_ratio": 0.1}))
     with pytest.raises(ValueError, match="clip_cov"):
         simulate(SimConfig(world="bandit", rule="grpo", objective="clip-cov"))
 
@@ -166,7 +166,7 @@ def test_cli_runs_and_writes_a_run_directory(tmp_path, capsys):
         "3",
         "--horizon",
         "2",
-        "--objective-arg",
+        "--objective-param",
         "eps_high=0.3",
         "--no-progress",
         "--out",
@@ -240,7 +240,10 @@ def test_weighted_median_and_summary_keys():
 
 def test_grpo_objective_hyperparameters_are_checked_before_the_run():
     """The objective's own guard (ratios are fractions <= 0.05) fires at construction, not mid-run."""
-    cfg = SimConfig(world="bandit", rule="grpo", objective="clip_cov", objective_kwargs={"clip_ratio": 2.0})
+    with pytest.raises(ValueError, match=r"clip_ratio=2 is outside its valid range \[0, 1\]"):
+        SimConfig(world="bandit", rule="grpo", objective="clip_cov", objective_kwargs={"clip_ratio": 2.0})
+    cfg = SimConfig(world="bandit", rule="grpo", objective="clip_cov")
+    cfg.objective_kwargs = {"clip_ratio": 2.0}  # changed after construction: make_rule checks again
     world = make_world(cfg, torch.Generator())
     with pytest.raises(ValueError):
         make_rule(cfg, world, torch.zeros(1, 1, cfg.n_actions, dtype=torch.float64), torch.Generator())

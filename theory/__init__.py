@@ -4,6 +4,7 @@ Every function takes ``logits`` with any leading batch dims and the actions on t
 ``-inf`` logits are masked actions. ``theory`` imports nothing else from this package.
 """
 
+from .advantages import ADVANTAGE_ESTIMATORS, group_advantages, zero_variance_groups
 from .aggregation import AGG_MODES, AggMode, aggregate, global_counts, masked_mean, masked_sum
 from .covariance import covariance_decomposition, token_covariance
 from .entropy_dynamics import (
@@ -24,17 +25,19 @@ from .objectives import (
     OBJECTIVES,
     CovStats,
     ObjectiveName,
+    ObjectiveSpec,
     clip_cov,
     clip_higher,
     compute_cov_stats,
-    entropy_bonus,
     get_objective,
     kl_cov,
+    objective_spec,
     ppo_clip,
-    reference_kl,
     register_objective,
+    validate_objective_params,
     vanilla_pg,
 )
+from .regularizers import entropy_bonus, reference_kl
 from .softmax import entropy, log_policy, policy_covariance
 from .updates import (
     entropy_regularized_npg_logit_step,
@@ -73,6 +76,10 @@ __all__ = [
     "sampled_logit_step",
     "second_order_entropy_change",
     "token_covariance",
+    # group advantages (theory.advantages)
+    "ADVANTAGE_ESTIMATORS",
+    "group_advantages",
+    "zero_variance_groups",
     # aggregation (theory.aggregation)
     "AGG_MODES",
     "AggMode",
@@ -80,20 +87,24 @@ __all__ = [
     "global_counts",
     "masked_mean",
     "masked_sum",
-    # token-level objectives (theory.objectives)
+    # token-level objectives and their registry (theory.objectives; CovStats from theory.cov_selection)
     "CovStats",
     "KNOWN_OBJECTIVES",
     "METRIC_DESCRIPTIONS",
     "OBJECTIVES",
     "ObjectiveName",
+    "ObjectiveSpec",
     "clip_cov",
     "clip_higher",
     "compute_cov_stats",
-    "entropy_bonus",
     "get_objective",
     "kl_cov",
+    "objective_spec",
     "ppo_clip",
-    "reference_kl",
     "register_objective",
+    "validate_objective_params",
     "vanilla_pg",
+    # additive terms (theory.regularizers)
+    "entropy_bonus",
+    "reference_kl",
 ]

@@ -16,9 +16,11 @@ mode                        value                                               
 **Micro-batch invariance.** Every mode is a sum over rows divided by one denominator, so passing the
 denominator of the *whole* mini-batch (``global_token_count`` = N, ``global_seq_count`` = G, or a fixed
 ``norm_constant`` = C) makes the losses of its micro-batches *sum* to the whole-batch loss, and their
-gradients accumulate to the whole-batch gradient exactly (up to rounding). :func:`global_counts`
-computes those denominators from the mini-batch mask (all-reduce them across data-parallel ranks
-yourself; with gradient *averaging* across R ranks multiply the loss by R, as verl's ``× dp_size``).
+gradients accumulate to the whole-batch gradient exactly (up to rounding). :func:`global_denominator`
+gives the one denominator a mode uses, from the mini-batch mask, as ``aggregate``'s keyword argument
+(:func:`global_counts` gives both counts; all-reduce them across data-parallel ranks yourself when each
+rank holds only its shard of the mask; with gradient *averaging* across R ranks multiply the loss by R,
+as verl's ``× dp_size``).
 Without a global denominator each call normalises by its own counts, which is the legacy verl /
 official-repo behaviour whose result depends on how the batch is split.
 
@@ -160,6 +162,47 @@ def global_counts(mask: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"global_token_count": m.sum(), "global_seq_count": m.any(dim=-1).sum()}
 
 
+def global_denominator(
+    mask: torch.Tensor, mode: str | AggMode, *, norm_constant: torch.Tensor | float | None = None
+) -> dict[str, torch.Tensor | float]:
+    """The denominator of ``mode`` for a whole (global) batch, as the keyword argument of :func:`aggregate`
+    to pass with each of its micro-batches, so that their losses sum to the whole batch's loss:
+
+        token-mean:               {"global_token_count": max(Σ_bt M_bt, 1)}
+        seq-mean-token-mean/-sum: {"global_seq_count": max(#{b : Σ_t M_bt > 0}, 1)}
+        seq-mean-token-sum-norm:  {"norm_constant": norm_constant, default T = mask.shape[-1]}
+
+    These are the denominators :func:`aggregate` itself uses on the whole batch (an all-masked batch
+    gives 1, so its loss is 0), i.e. for every split of the rows into micro-batches ``idx``::
+
+        Σ_idx aggregate(L[idx], M[idx], mode, **global_denominator(M, mode)) == aggregate(L, M, mode)
+
+    Args:
+      mask: ``[..., T]`` bool or 0/1 mask of the *whole* batch (when data-parallel ranks hold only
+        their shards, all-reduce :func:`global_counts` instead).
+      mode: one of :data:`AGG_MODES`.
+      norm_constant: C for ``seq-mean-token-sum-norm`` (e.g. Dr. GRPO's rows × maximum response
+        length); ignored by the other modes.
+    Returns:
+      a one-entry dict: a 0-dim int64 tensor on ``mask``'s device (no host synchronisation), or the
+      norm constant.
+    """
+    try:
+        mode = AggMode(mode)
+    except ValueError:
+        raise ValueError(f"unknown aggregation mode {mode!r}; known modes: {', '.join(AGG_MODES)}") from None
+    if mode is AggMode.SEQ_MEAN_TOKEN_SUM_NORM:
+        if norm_constant is None:
+            if not isinstance(mask, torch.Tensor) or mask.dim() < 1:
+                raise ValueError("mask must be a torch.Tensor with a token axis (shape [..., T])")
+            return {"norm_constant": float(mask.shape[-1])}
+        return {"norm_constant": _check_count(norm_constant, "norm_constant")}
+    counts = global_counts(mask)
+    if mode is AggMode.TOKEN_MEAN:
+        return {"global_token_count": counts["global_token_count"].clamp_min(1)}
+    return {"global_seq_count": counts["global_seq_count"].clamp_min(1)}
+
+
 def aggregate(
     loss_matrix: torch.Tensor,
     mask: torch.Tensor,
@@ -185,7 +228,7 @@ def aggregate(
       norm_constant: C for ``seq-mean-token-sum-norm`` (verl ``loss_scale_factor``); default
         ``loss_matrix.shape[-1]``.
       Denominators that do not apply to ``mode`` must be left ``None``. Pass whole-mini-batch values
-      (:func:`global_counts`) to make micro-batch losses sum to the mini-batch loss.
+      (:func:`global_denominator`) to make micro-batch losses sum to the mini-batch loss.
     Returns:
       0-dim tensor (float32, or float64 for float64 input); 0 when nothing is unmasked.
     Raises:

@@ -1,29 +1,43 @@
 """Covariance-based token selection of Clip-Cov and KL-Cov (paper §4.2, Eqs. 10–14).
 
-Holds :class:`CovStats` and :func:`compute_cov_stats` (the statistics of a whole selection scope, for
-micro-batched calls; both re-exported by :mod:`theory.objectives`) and the selection internals both
-objectives share: the Eq. 10 centred products, the Clip-Cov candidate set, the token quota
-k = max(1, ⌊r·N⌋), the top-k and uniformly random subsets, and the hyperparameter checks. The semantics
-are those of the reference code (shared/reference/ecosystem.md §1.3–§1.4; selection scope §1.7).
-:func:`compute_cov_stats` looks objectives up in :mod:`theory.objective_registry`; the built-ins are
-registered when :mod:`theory.objectives` is imported (``import theory`` does it). Nothing here
-synchronises with the host: k stays a tensor and the random subset is the top-k of i.i.d. U(0,1) keys.
+Over one *selection scope* with N unmasked tokens:
+
+    Cov_i = (log π_θ(y_i) − mean log π_θ)(A_i − Ā)                 (Eq. 10, masked means, detached)
+    k     = max(1, ⌊r·N⌋)                                           (the token quota of ratio r)
+    KL-Cov:   I_KL   = the k unmasked tokens with the largest Cov_i (ties: first position wins)
+    Clip-Cov: I_clip = uniform random subset of size min(k, |cand|) of
+              cand   = {i unmasked, PPO clip not active at i, cov_lb < Cov_i < cov_ub}
+
+The semantics are those of the reference code (shared/reference/ecosystem.md §1.3–§1.4). The random
+subset is the top-k of i.i.d. U(0,1) keys drawn from an explicit ``torch.Generator`` (the global RNG if
+None), so the same generator state gives the same subset. Nothing here synchronises with the host: k
+stays a tensor. This module knows nothing of PPO (the clip indicator is an input) and imports no other
+objective code; the objectives of :mod:`theory.objectives` call it.
+
+**Scope.** An objective's means, candidates and quota are computed over *every token passed in*. The
+paper means the whole training batch; verl and the official repo use each micro-batch on each GPU
+(ecosystem.md §1.7). To select over the whole mini-batch of an optimizer step processed in micro-batches,
+compute its :class:`CovStats` once (:func:`theory.objectives.compute_cov_stats`, i.e. :func:`scope_stats`
+with the objective's hook: current log-probs from a no-grad forward, all-gathered across data-parallel
+ranks), pass ``stats=stats.rows(idx)`` with each micro-batch and aggregate with the whole-batch
+denominators (:mod:`theory.aggregation`): the micro-batch losses and gradients then sum to the whole
+batch's.
+
+Shapes: ``log_prob``, ``advantages``, ``mask`` (bool) and the returned masks are ``[B, T]`` (any shape,
+all equal); means, N and k are 0-dim tensors. Inputs are as :func:`prepare_tokens` returns them (the
+front door of every objective call too).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, replace
-from enum import Enum
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
-from ._checks import check_same_shape, check_scalar
-from ._surrogate import _check_eps, _ppo_terms, _prepare, _ratio
-from .objective_metrics import MAX_UNGUARDED_RATIO
-from .objective_registry import ObjectiveName, get_objective
+from ._checks import check_same_shape, compute_dtype
+from .aggregation import _check_token_mask, _check_token_tensor
 
 
 @dataclass(frozen=True)
@@ -57,65 +71,8 @@ class CovStats:
         return self if self.selected is None else replace(self, selected=self.selected[index])
 
 
-def compute_cov_stats(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    objective: str | ObjectiveName,
-    generator: torch.Generator | None = None,
-    **hyperparameters,
-) -> CovStats:
-    """Global :class:`CovStats` of a whole mini-batch, for micro-batched calls of ``objective``.
-
-    Runs the objective's own selection (same code, same random draw for the same ``generator``
-    state) under ``torch.no_grad``: ``objective(full batch, generator=g)`` and
-    ``objective(micro-batch j, stats=compute_cov_stats(full batch, generator=g).rows(j))`` pick the
-    same tokens. ``log_prob`` must be the *current* policy's log-probs (a no-grad forward before the
-    first micro-batch; recompute after every optimiser step), as Clip-Cov's candidates exclude tokens
-    PPO already clips. Across data-parallel ranks, call it on the all-gathered tensors and give each
-    rank its rows.
-
-    Args:
-      log_prob, old_log_prob, advantages: ``[B, T]`` of the whole mini-batch.
-      mask: ``[B, T]`` bool or 0/1.
-      objective: ``"clip_cov"`` or ``"kl_cov"`` (selection included); any other registered name gives
-        the means and N only (``quota``/``selected`` None).
-      generator: Clip-Cov's random choice (use one on the tensors' device).
-      **hyperparameters: the objective's own keyword arguments (the same dict the objective gets).
-    Returns:
-      CovStats with every applicable field set.
-    Raises:
-      ValueError: unknown objective, a keyword the objective does not take, or a bad value.
-    """
-    key = objective.value if isinstance(objective, Enum) else objective
-    accepted = {
-        p.name for p in inspect.signature(get_objective(key)).parameters.values() if p.kind is p.KEYWORD_ONLY
-    } - {"generator", "stats"}
-    unknown = sorted(set(hyperparameters) - accepted)
-    if unknown:
-        raise ValueError(
-            f"objective {key!r} takes no hyperparameter(s) {unknown}; it takes {sorted(accepted)}"
-        )
-    with torch.no_grad():
-        lp, old, adv, m = _prepare(log_prob, old_log_prob, advantages, mask)
-        if key == ObjectiveName.CLIP_COV.value:
-            c = _clip_cov_core(lp, old, adv, m, _clip_cov_hparams(**hyperparameters), None, generator).sel
-        elif key == ObjectiveName.KL_COV.value:
-            c = _kl_cov_core(lp, adv, m, _kl_cov_hparams(**hyperparameters), None)
-        else:
-            mean_lp, mean_adv, n = _scope_moments(lp, adv, m)
-            return CovStats(mean_lp, mean_adv, n)
-        return CovStats(c.mean_log_prob, c.mean_advantage, c.num_tokens, c.quota, c.selected)
-
-
-# ----------------------------------------------------------------------------------------------------
-# internals (no host synchronisation below this line)
-# ----------------------------------------------------------------------------------------------------
-
-
-def _check_stats(stats, like: torch.Tensor) -> CovStats | None:
+def check_cov_stats(stats, like: torch.Tensor) -> CovStats | None:
+    """Return ``stats`` (None or a :class:`CovStats` whose fields fit ``like``); raise ``ValueError``."""
     if stats is None:
         return None
     if not isinstance(stats, CovStats):
@@ -131,33 +88,77 @@ def _check_stats(stats, like: torch.Tensor) -> CovStats | None:
     return stats
 
 
-def _scope_moments(lp, adv, m):
-    """(mean log π (detached), mean A, N) over the unmasked tokens passed in."""
-    n = m.sum()
-    d = n.clamp_min(1).to(lp.dtype)
-    zero = torch.zeros_like(lp)
-    return torch.where(m, lp.detach(), zero).sum() / d, torch.where(m, adv, zero).sum() / d, n
+def prepare_tokens(log_prob, old_log_prob, advantages, mask, stats=None):
+    """Validate and cast the ``[B, T]`` token tensors of an objective call or a selection scope.
+
+    Returns (lp, old, adv, m, stats): float32 (float64 if an input is) tensors, lp keeps its graph and
+    equals old at masked tokens (so ρ = 1 there and padding garbage cannot leak); old and adv are
+    detached and 0 at masked tokens; m is bool; ``stats`` checked by :func:`check_cov_stats`. NaN/inf
+    checks run for CPU tensors only (elsewhere they would need a host sync)."""
+    _check_token_tensor(log_prob, "log_prob")
+    _check_token_tensor(old_log_prob, "old_log_prob")
+    _check_token_tensor(advantages, "advantages")
+    check_same_shape(log_prob, old_log_prob, "log_prob", "old_log_prob")
+    check_same_shape(log_prob, advantages, "log_prob", "advantages")
+    for name, t in (("old_log_prob", old_log_prob), ("advantages", advantages)):
+        if t.device != log_prob.device:
+            raise ValueError(f"{name} is on {t.device} but log_prob is on {log_prob.device}")
+    m = _check_token_mask(mask, log_prob)
+    dtype = compute_dtype(log_prob, old_log_prob, advantages)
+    zero = torch.zeros((), dtype=dtype, device=log_prob.device)
+    old = torch.where(m, old_log_prob.detach().to(dtype), zero)
+    adv = torch.where(m, advantages.detach().to(dtype), zero)
+    return torch.where(m, log_prob.to(dtype), old), old, adv, m, check_cov_stats(stats, log_prob)
 
 
-def _cov_scores(lp, adv, m, mean_lp, mean_adv):
+class Selection(NamedTuple):
+    """What a covariance rule computed: the scope statistics, Eq. 10 scores and the chosen tokens."""
+
+    mean_log_prob: torch.Tensor
+    mean_advantage: torch.Tensor
+    num_tokens: torch.Tensor
+    quota: torch.Tensor | None   # None when stats.selected was given
+    cov: torch.Tensor            # [B, T] Eq. 10 scores (0 at masked tokens)
+    candidates: torch.Tensor     # [B, T] bool (Clip-Cov: the eligible set; KL-Cov: the mask)
+    selected: torch.Tensor       # [B, T] bool
+
+    def stats(self) -> CovStats:
+        """The :class:`CovStats` that make micro-batched calls repeat this selection."""
+        return CovStats(self.mean_log_prob, self.mean_advantage, self.num_tokens, self.quota, self.selected)
+
+
+def scope_moments(log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                  stats: CovStats | None = None):
+    """(mean log π (detached), mean A, N) over the unmasked tokens passed in; the means of ``stats``
+    (when set) replace this call's own, N is always this call's."""
+    n = mask.sum()
+    d = n.clamp_min(1).to(log_prob.dtype)
+    zero = torch.zeros_like(log_prob)
+    mean_lp = torch.where(mask, log_prob.detach(), zero).sum() / d
+    mean_adv = torch.where(mask, advantages, zero).sum() / d
+    if stats is not None and stats.mean_log_prob is not None:
+        mean_lp = stats.mean_log_prob.to(log_prob.device, log_prob.dtype)
+    if stats is not None and stats.mean_advantage is not None:
+        mean_adv = stats.mean_advantage.to(log_prob.device, log_prob.dtype)
+    return mean_lp, mean_adv, n
+
+
+def centred_products(log_prob, advantages, mask, mean_log_prob, mean_advantage) -> torch.Tensor:
     """Eq. 10 centred products (log π_i − mean log π)(A_i − Ā), detached, 0 at masked tokens.
 
     Same values as :func:`theory.covariance.token_covariance` when the means are this call's own; here
-    the means may come from a larger scope (``CovStats``)."""
-    cov = (lp.detach() - mean_lp.to(lp.dtype)) * (adv - mean_adv.to(lp.dtype))
-    return torch.where(m, cov, torch.zeros_like(cov))
+    the means may come from a larger scope (:class:`CovStats`)."""
+    dtype = log_prob.dtype
+    cov = (log_prob.detach() - mean_log_prob.to(dtype)) * (advantages - mean_advantage.to(dtype))
+    return torch.where(mask, cov, torch.zeros_like(cov))
 
 
-def _clip_cov_candidates(cov, m, clipped, cov_lb, cov_ub):
-    return m & ~clipped & (cov > cov_lb) & (cov < cov_ub)
-
-
-def _quota(n: torch.Tensor, ratio: float) -> torch.Tensor:
+def token_quota(num_tokens: torch.Tensor, ratio: float) -> torch.Tensor:
     """k = max(1, ⌊ratio·N⌋) as a 0-dim int64 tensor (float64 product, as Python's int(r*N))."""
-    return torch.floor(n.to(torch.float64) * ratio).to(torch.int64).clamp_min(1)
+    return torch.floor(num_tokens.to(torch.float64) * ratio).to(torch.int64).clamp_min(1)
 
 
-def _top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def top_k_mask(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Bool mask of the min(k, #eligible) eligible entries with the largest ``keys``.
 
     A stable descending sort gives each entry its rank; entries ranked below k are kept if eligible.
@@ -169,107 +170,84 @@ def _top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch
     return (rank.reshape(keys.shape) < k) & eligible
 
 
-def _random_subset(
-    eligible: torch.Tensor, k: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
+def random_subset(eligible: torch.Tensor, k: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """A uniformly random subset of min(k, #eligible) eligible entries: the top-k of i.i.d. U(0,1) keys.
 
-    One key per entry of ``eligible`` is drawn from ``generator`` (a generator on another device
-    costs a host-to-device copy, which is a synchronisation: pass one on the tensors' device)."""
+    One key per entry of ``eligible`` is drawn from ``generator`` (the global RNG if None; a generator
+    on another device costs a host-to-device copy, which is a synchronisation: pass one on the tensors'
+    device)."""
     if generator is None:
         keys = torch.rand(eligible.shape, device=eligible.device)
     else:
         keys = torch.rand(eligible.shape, generator=generator, device=generator.device).to(eligible.device)
-    return _top_k(keys, eligible, k)
+    return top_k_mask(keys, eligible, k)
 
 
-def _check_ratio(value, name: str, allow_large_ratio: bool) -> float:
-    r = check_scalar(value, name, nonnegative=True)
-    if r > 1.0:
-        raise ValueError(f"{name}={r} must be a fraction of tokens in [0, 1]")
-    if r > MAX_UNGUARDED_RATIO and not allow_large_ratio:
-        raise ValueError(
-            f"{name}={r} selects {100 * r:g}% of all tokens. {name} is a *fraction* (the paper uses"
-            f" 2e-4 = 0.02% and 2e-3 = 0.2%), not a percent: the official repo's k_percent was in"
-            f" percent and verl's ratios are fractions, an easy factor-100 mix-up."
-            f" Pass allow_large_ratio=True if {r} is intended."
-        )
-    return r
-
-
-def _clip_cov_hparams(
-    clip_ratio=2e-4, cov_lb=1.0, cov_ub=5.0, eps_low=0.2, eps_high=0.2, allow_large_ratio=False
-):
-    lo, hi = _check_eps(eps_low, eps_high)
-    lb, ub = float(cov_lb), float(cov_ub)
-    if lb != lb or ub != ub:
-        raise ValueError("cov_lb and cov_ub must not be NaN")
-    if not lb < ub:
-        raise ValueError(f"cov_lb={lb} must be < cov_ub={ub} (the candidate interval is (cov_lb, cov_ub))")
-    return {"clip_ratio": _check_ratio(clip_ratio, "clip_ratio", allow_large_ratio), "cov_lb": lb,
-            "cov_ub": ub, "eps_low": lo, "eps_high": hi}
-
-
-def _kl_cov_hparams(kl_ratio=2e-3, kl_coef=1.0, allow_large_ratio=False):
-    return {"kl_ratio": _check_ratio(kl_ratio, "kl_ratio", allow_large_ratio),
-            "kl_coef": check_scalar(kl_coef, "kl_coef", nonnegative=True)}
-
-
-def _moments(lp, adv, m, stats: CovStats | None):
-    mean_lp, mean_adv, n = _scope_moments(lp, adv, m)
-    if stats is not None:
-        mean_lp = mean_lp if stats.mean_log_prob is None else stats.mean_log_prob.to(lp.device, lp.dtype)
-        mean_adv = mean_adv if stats.mean_advantage is None else stats.mean_advantage.to(lp.device, lp.dtype)
-    return mean_lp, mean_adv, n
-
-
-class _Selection(NamedTuple):
-    """What a covariance rule computed: the scope statistics, Eq. 10 scores and the chosen tokens."""
-
-    mean_log_prob: torch.Tensor
-    mean_advantage: torch.Tensor
-    num_tokens: torch.Tensor
-    quota: torch.Tensor | None   # None when stats.selected was given
-    cov: torch.Tensor            # [B, T] Eq. 10 scores (0 at masked tokens)
-    candidates: torch.Tensor     # [B, T] bool (Clip-Cov: the eligible set; KL-Cov: the mask)
-    selected: torch.Tensor       # [B, T] bool
-
-
-class _ClipCovResult(NamedTuple):
-    sel: _Selection
-    ratio: torch.Tensor
-    ppo: torch.Tensor
-    clipped_low: torch.Tensor
-    clipped_high: torch.Tensor
-
-
-def _select(choose, ratio: float, m, n, stats: CovStats | None):
-    """(k, selected): ``stats.selected`` if given (k None), else ``choose(k)`` with k = ``stats.quota``
-    or max(1, ⌊ratio·N⌋)."""
+def _select(log_prob, advantages, mask, ratio, stats, eligible_of, choose: Callable) -> Selection:
+    """Scope statistics, Eq. 10 scores, the eligible set, then ``stats.selected`` if given (k None),
+    else ``choose(cov, eligible, k)`` with k = ``stats.quota`` or max(1, ⌊ratio·N⌋)."""
+    mean_lp, mean_adv, n = scope_moments(log_prob, advantages, mask, stats)
+    cov = centred_products(log_prob, advantages, mask, mean_lp, mean_adv)
+    eligible = eligible_of(cov)
     if stats is not None and stats.selected is not None:
-        return None, stats.selected.to(m.device) & m
-    k = stats.quota.to(m.device) if stats is not None and stats.quota is not None else _quota(n, ratio)
-    return k, choose(k)
+        return Selection(mean_lp, mean_adv, n, None, cov, eligible, stats.selected.to(mask.device) & mask)
+    given = stats is not None and stats.quota is not None
+    k = stats.quota.to(mask.device) if given else token_quota(n, ratio)
+    return Selection(mean_lp, mean_adv, n, k, cov, eligible, choose(cov, eligible, k))
 
 
-def _clip_cov_core(lp, old, adv, m, h, stats, generator) -> _ClipCovResult:
-    """Clip-Cov selection; shared by :func:`clip_cov` and :func:`compute_cov_stats` so that both make
-    the same random draw from the same generator state."""
-    ratio = _ratio(lp, old)
-    ppo, c_low, c_high = _ppo_terms(ratio, adv, m, h["eps_low"], h["eps_high"])
-    moments = _moments(lp, adv, m, stats)
-    cov = _cov_scores(lp, adv, m, moments[0], moments[1])
-    cand = _clip_cov_candidates(cov, m, c_low | c_high, h["cov_lb"], h["cov_ub"])
-    k, selected = _select(lambda k: _random_subset(cand, k, generator), h["clip_ratio"], m, moments[2], stats)
-    return _ClipCovResult(_Selection(*moments, k, cov, cand, selected), ratio, ppo, c_low, c_high)
+def clip_cov_selection(
+    log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clipped: torch.Tensor, *,
+    clip_ratio: float, cov_lb: float, cov_ub: float, stats: CovStats | None = None,
+    generator: torch.Generator | None = None,
+) -> Selection:
+    """Clip-Cov's I_clip: a uniformly random subset of size min(k, |cand|) of the candidates
+    cand = {mask, not ``clipped`` (the PPO clip indicator), cov_lb < Cov_i < cov_ub}, k = max(1, ⌊r·N⌋).
+
+    Args:
+      log_prob, advantages: ``[B, T]`` float (A = 0 at masked tokens); mask, clipped: ``[B, T]`` bool.
+      clip_ratio: r; cov_lb, cov_ub: the strict candidate interval of Cov_i (checked by the caller).
+      stats: scope statistics (:class:`CovStats`); generator: the random choice's ``torch.Generator``.
+    """
+    def eligible_of(cov):
+        return mask & ~clipped & (cov > cov_lb) & (cov < cov_ub)
+
+    return _select(log_prob, advantages, mask, clip_ratio, stats, eligible_of,
+                   lambda cov, eligible, k: random_subset(eligible, k, generator))
 
 
-def _kl_cov_core(lp, adv, m, h, stats) -> _Selection:
-    """KL-Cov selection (top-k by Eq. 10 score); shared by :func:`kl_cov` and :func:`compute_cov_stats`."""
-    moments = _moments(lp, adv, m, stats)
-    cov = _cov_scores(lp, adv, m, moments[0], moments[1])
-    k, selected = _select(lambda k: _top_k(cov, m, k), h["kl_ratio"], m, moments[2], stats)
-    return _Selection(*moments, k, cov, m, selected)
+def kl_cov_selection(
+    log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *, kl_ratio: float,
+    stats: CovStats | None = None,
+) -> Selection:
+    """KL-Cov's I_KL: the k = max(1, ⌊r·N⌋) unmasked tokens with the largest Eq. 10 score Cov_i
+    (deterministic, ties broken by position). Args as :func:`clip_cov_selection`."""
+    return _select(log_prob, advantages, mask, kl_ratio, stats, lambda cov: mask, top_k_mask)
 
 
-__all__ = ["CovStats", "compute_cov_stats"]
+def scope_stats(log_prob, old_log_prob, advantages, mask, *, select: Callable | None = None,
+                generator: torch.Generator | None = None) -> CovStats:
+    """:class:`CovStats` of a whole selection scope, under ``torch.no_grad``: those of the
+    :class:`Selection` ``select(lp, old, adv, m, generator)`` makes on the :func:`prepare_tokens`
+    tensors, or only the means and N when ``select`` is None."""
+    with torch.no_grad():
+        lp, old, adv, m, _ = prepare_tokens(log_prob, old_log_prob, advantages, mask)
+        if select is None:
+            return CovStats(*scope_moments(lp, adv, m))
+        return select(lp, old, adv, m, generator).stats()
+
+
+__all__ = [
+    "CovStats",
+    "Selection",
+    "centred_products",
+    "check_cov_stats",
+    "clip_cov_selection",
+    "kl_cov_selection",
+    "prepare_tokens",
+    "random_subset",
+    "scope_moments",
+    "scope_stats",
+    "token_quota",
+    "top_k_mask",
+]

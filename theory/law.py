@@ -28,6 +28,8 @@ import numpy as np
 __all__ = ["LawFit", "fit_entropy_law", "law_predict"]
 
 _MIN_POINTS = 3
+#: fewest points for bootstrap intervals: with 2 fitted parameters, n − 2 ≥ 3 residual degrees of freedom
+MIN_CI_POINTS = 5
 # Bootstrap replicates are formed in chunks of this many rows to bound memory at n_points × chunk.
 _BOOT_CHUNK = 256
 
@@ -237,7 +239,8 @@ def fit_entropy_law(H, R, *, n_boot: int = 1000, seed: int | None = 0, ci: float
     Args:
       H: policy entropy in nats, shape [n].
       R: validation performance at the same steps, shape [n] (any unit; a, b, RMSE share it).
-      n_boot: bootstrap replicates (0 skips the intervals).
+      n_boot: bootstrap replicates (0 skips the intervals; so do fewer than :data:`MIN_CI_POINTS`
+        points, with a warning).
       seed: seed of the numpy Generator used for the bootstrap.
       ci: confidence level of the intervals, in (0, 1).
       bootstrap: "residual" (default; fixed H, resampled leverage-adjusted residuals) or "pairs".
@@ -261,6 +264,10 @@ def fit_entropy_law(H, R, *, n_boot: int = 1000, seed: int | None = 0, ci: float
     a = -slope
     r2, rmse, _ = _r2_rmse(R, slope * X + b)
     cis: dict = {}
+    if n_boot and H.size < MIN_CI_POINTS:
+        warnings.warn(f"fit_entropy_law: {H.size} points are too few for a {ci:.0%} interval (a and b use 2 of "
+                      f"them; need >= {MIN_CI_POINTS}); the fit is reported without intervals", stacklevel=2)
+        n_boot = 0
     if n_boot:
         rng = np.random.default_rng(seed)
         boot = _bootstrap(X, R, slope, b, n_boot=int(n_boot), method=bootstrap, rng=rng)

@@ -1,146 +1,346 @@
-"""Token-level surrogate objectives shared by the simulators and the LLM trainer (paper §4.2).
-
-Every registered objective has one signature (the contract callers rely on)::
+"""Token-level surrogate objectives of the simulators and the LLM trainer (paper §4.2), their registry
+(:data:`OBJECTIVES`: name → :class:`ObjectiveSpec`), the one check of their hyperparameters
+(:func:`validate_objective_params`) and the names of the metrics they emit. Every objective has one
+signature (the contract callers rely on)::
 
     fn(log_prob, old_log_prob, advantages, mask, *, <hyperparameters>, generator=None, stats=None)
         -> (loss_matrix, metrics)
 
 - ``log_prob`` ``[B, T]``: log π_θ(y_t | y_<t) of the sampled tokens, differentiable.
-- ``old_log_prob`` ``[B, T]``: log π_old of the same tokens (treated as a constant: detached).
-- ``advantages`` ``[B, T]``: A_t per token (treated as a constant: detached).
+- ``old_log_prob``, ``advantages`` ``[B, T]``: log π_old of the same tokens and A_t (detached).
 - ``mask`` ``[B, T]``: bool or 0/1, True for response tokens that count.
-- ``loss_matrix`` ``[B, T]``: the per-token loss to *minimise* (0, with zero gradient, at masked
-  tokens), float32 (float64 if an input is float64). Reduce it with
-  :func:`theory.aggregation.aggregate`.
-- ``metrics``: ``{name: 0-dim detached tensor}`` keyed by the ``METRIC_*`` constants of
-  :mod:`theory.objective_metrics`, re-exported here (never ``.item()``: call ``float()`` when
-  logging, outside the hot loop).
+- ``loss_matrix`` ``[B, T]``: the per-token loss to *minimise* (0, with zero gradient, at masked tokens),
+  float32 (float64 if an input is float64); reduce it with :func:`theory.aggregation.aggregate`.
+- ``metrics``: ``{METRIC_*: 0-dim detached tensor}`` (never ``.item()``: call ``float()`` when logging).
 
-All of them use the importance ratio ρ = exp(clamp(log π_θ − log π_old, −20, 20)) (the clamp, as in
-verl's ``vanilla`` loss, prevents overflow; the official Clip-Cov/KL-Cov code does not clamp, which only
-differs when |log ρ| > 20). Nothing inside synchronises with the host (no ``.item()``, ``.cpu()`` or
-Python branching on tensor values), so the same code runs on GPU; NaN/inf input checks, which would
-need a sync, are done for CPU tensors only.
-
-**Selection scope (Clip-Cov / KL-Cov).** The covariance means, the candidate set and the token quota
-are computed over *every token passed in*. The paper means the whole training batch; verl and the
-official repo use each micro-batch on each GPU (ecosystem.md §1.7). To select over a mini-batch that
-is processed in micro-batches, call :func:`compute_cov_stats` (:mod:`theory.cov_selection`,
-re-exported here) once on the whole mini-batch (current log-probs from a no-grad forward; all-gathered
-across data-parallel ranks if sharded), then pass ``stats=stats.rows(idx)`` with each micro-batch and aggregate with the whole-batch denominators
-(:func:`theory.aggregation.global_counts`): the micro-batch losses then sum to the whole-batch loss, and
-their gradients to its gradient.
-
-**Additive terms.** :func:`entropy_bonus` and :func:`reference_kl` (:mod:`theory.regularizers`,
-re-exported here) return loss matrices of the same shape, added to the objective's matrix before
-aggregating; aggregation is linear, so this equals verl's ``agg(L) − α·agg(H) + β·agg(KL)``.
+All use ρ = exp(clamp(log π_θ − log π_old, ±20)) (verl's ``vanilla`` clamp; the official Clip-Cov/KL-Cov
+code does not clamp, which only differs when |log ρ| > 20). Nothing synchronises with the host, so the
+same code runs on GPU. Clip-Cov/KL-Cov select over every token passed in; for a mini-batch processed in
+micro-batches pass ``stats=compute_cov_stats(whole mini-batch).rows(idx)`` (:mod:`theory.cov_selection`).
+The additive terms of :mod:`theory.regularizers` (entropy bonus, reference KL; metrics named here) are
+added to the loss matrix before aggregating, i.e. verl's ``agg(L) − α·agg(H) + β·agg(KL)``.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from functools import partial
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
 import torch
 
-from ._surrogate import _check_eps, _ppo_terms, _prepare, _ratio
-from .cov_selection import (
-    CovStats,
-    _check_stats,
-    _clip_cov_core,
-    _clip_cov_hparams,
-    _cov_scores,
-    _kl_cov_core,
-    _kl_cov_hparams,
-    _moments,
-    compute_cov_stats,
-)
-from .objective_metrics import (
-    KL_ESTIMATORS,
-    LOG_RATIO_CLAMP,
-    MAX_UNGUARDED_RATIO,
-    METRIC_DESCRIPTIONS,
-    METRIC_APPROX_KL,
-    METRIC_CANDIDATE_FRAC,
-    METRIC_CLIP_FRAC,
-    METRIC_CLIP_FRAC_HIGH,
-    METRIC_CLIP_FRAC_LOW,
-    METRIC_COV_MEAN,
-    METRIC_COV_SELECTED_MEAN,
-    METRIC_ENTROPY,
-    METRIC_KL_PENALTY,
-    METRIC_NUM_TOKENS,
-    METRIC_PPO_KL,
-    METRIC_REF_KL_K1,
-    METRIC_REF_KL_K2,
-    METRIC_REF_KL_K3,
-    METRIC_SELECTED_COUNT,
-    METRIC_SELECTED_FRAC,
-    _clip_metrics,
-    _common_metrics,
-    _frac,
-    _selection_metrics,
-)
-from .objective_registry import (
-    KNOWN_OBJECTIVES,
-    OBJECTIVES,
-    ObjectiveFn,
-    ObjectiveName,
-    get_objective,
-    register_objective,
-)
-from .regularizers import entropy_bonus, reference_kl
+from ._checks import check_scalar
+from .cov_selection import (CovStats, Selection, centred_products, clip_cov_selection, kl_cov_selection,
+                            prepare_tokens, scope_moments, scope_stats)
+
+#: |log ρ| is clamped to this before ``exp`` (verl ``vanilla``); also used by the k3 estimators.
+LOG_RATIO_CLAMP = 20.0
+#: token fractions above this raise unless ``allow_large_ratio=True`` (percent-vs-fraction guard).
+MAX_UNGUARDED_RATIO = 0.05
+#: the per-token estimators of KL(π_θ ‖ π_ref) that :func:`theory.regularizers.reference_kl` knows.
+KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
+
+# Metric names: every key an objective or additive term can emit (fractions are over the call's tokens).
+METRIC_NUM_TOKENS = "objective/num_tokens"
+METRIC_CLIP_FRAC_LOW = "objective/clip_frac_low"
+METRIC_CLIP_FRAC_HIGH = "objective/clip_frac_high"
+METRIC_CLIP_FRAC = "objective/clip_frac"
+METRIC_CANDIDATE_FRAC = "objective/candidate_frac"
+METRIC_SELECTED_FRAC = "objective/selected_frac"
+METRIC_SELECTED_COUNT = "objective/selected_count"
+METRIC_COV_MEAN = "objective/cov_mean"
+METRIC_COV_SELECTED_MEAN = "objective/cov_selected_mean"
+METRIC_APPROX_KL = "objective/approx_kl"
+METRIC_PPO_KL = "objective/ppo_kl"
+METRIC_KL_PENALTY = "objective/kl_penalty"
+METRIC_ENTROPY = "objective/entropy"
+METRIC_REF_KL_K1 = "objective/ref_kl_k1"
+METRIC_REF_KL_K2 = "objective/ref_kl_k2"
+METRIC_REF_KL_K3 = "objective/ref_kl_k3"
+
+#: What each metric is (and which estimator), for README tables and log viewers.
+METRIC_DESCRIPTIONS: dict[str, str] = {
+    METRIC_NUM_TOKENS: "unmasked tokens in this call (weight for averaging metrics over micro-batches)",
+    METRIC_CLIP_FRAC_LOW: "fraction of tokens with the PPO clip active below (A < 0, ρ < 1 − eps_low)",
+    METRIC_CLIP_FRAC_HIGH: "fraction of tokens with the PPO clip active above (A > 0, ρ > 1 + eps_high)",
+    METRIC_CLIP_FRAC: "fraction of tokens whose PPO clip is active (low + high)",
+    METRIC_CANDIDATE_FRAC: "Clip-Cov: fraction of candidates (not PPO-clipped, cov_lb < cov < cov_ub)",
+    METRIC_SELECTED_FRAC: "fraction touched by the cov rule (Clip-Cov: loss zeroed; KL-Cov: penalised)",
+    METRIC_SELECTED_COUNT: "number of tokens touched by the covariance rule",
+    METRIC_COV_MEAN: "mean over tokens of the Eq. 10 centred product (A − Ā)(log π − mean log π)",
+    METRIC_COV_SELECTED_MEAN: "mean Eq. 10 centred product over the selected tokens (0 if none)",
+    METRIC_APPROX_KL: "k3 estimate of KL(π_old ‖ π_θ) from tokens sampled by π_old: mean of (ρ − 1) − log ρ",
+    METRIC_PPO_KL: "k1 estimate of KL(π_old ‖ π_θ): mean of log π_old − log π_θ (verl actor/ppo_kl)",
+    METRIC_KL_PENALTY: "KL-Cov: mean over all tokens of the added kl_coef·|log ρ| (0 off the selection)",
+    METRIC_ENTROPY: "mean per-token entropy H(π_θ(·|y_<t)) passed to entropy_bonus",
+    METRIC_REF_KL_K1: "k1 estimate of KL(π_θ ‖ π_ref): mean of log π_θ − log π_ref",
+    METRIC_REF_KL_K2: "k2 estimate of KL(π_θ ‖ π_ref): mean of ½(log π_θ − log π_ref)²",
+    METRIC_REF_KL_K3: "k3 estimate of KL(π_θ ‖ π_ref): mean of r − 1 − log r, r = π_ref/π_θ",
+}
+_COMMON = (METRIC_NUM_TOKENS, METRIC_COV_MEAN, METRIC_APPROX_KL, METRIC_PPO_KL)
+_CLIP = (METRIC_CLIP_FRAC_LOW, METRIC_CLIP_FRAC_HIGH, METRIC_CLIP_FRAC)
+_SELECTION = (METRIC_SELECTED_COUNT, METRIC_SELECTED_FRAC, METRIC_COV_SELECTED_MEAN)
+
+# -- registry and the one validation of hyperparameters ----------------------------------------------
 
 
-# ----------------------------------------------------------------------------------------------------
-# objectives (no host synchronisation below this line)
-# ----------------------------------------------------------------------------------------------------
+class ObjectiveName(str, Enum):
+    """Built-in objectives (string values are the registry names)."""
+
+    VANILLA_PG = "vanilla_pg"
+    PPO_CLIP = "ppo_clip"
+    CLIP_HIGHER = "clip_higher"
+    CLIP_COV = "clip_cov"
+    KL_COV = "kl_cov"
 
 
-@register_objective(ObjectiveName.VANILLA_PG)
-def vanilla_pg(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    generator: torch.Generator | None = None,
-    stats: CovStats | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+KNOWN_OBJECTIVES: tuple[str, ...] = tuple(n.value for n in ObjectiveName)
+
+
+#: the common signature above: fn(log_prob, old_log_prob, advantages, mask, *, **hyperparameters,
+#: generator=None, stats=None) -> (loss_matrix, metrics)
+ObjectiveFn = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+#: a selection hook: (hyperparameters, lp, old, adv, mask, generator) -> Selection (prepared inputs)
+SelectHook = Callable[..., Selection]
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """Default and valid values of a hyperparameter: ``kind`` "real" (in [low, high]; finite unless
+    ``finite`` is False; ``fraction``: a token fraction under the percent guard), "bool", or "any"
+    (unchecked: a custom objective's own keyword)."""
+
+    default: Any = inspect.Parameter.empty
+    kind: str = "any"
+    low: float = -math.inf
+    high: float = math.inf
+    finite: bool = True
+    fraction: bool = False
+
+    def check(self, name: str, value):
+        if self.kind == "any":
+            return value
+        if self.kind == "bool":
+            if value in (True, False):
+                return bool(value)
+            raise ValueError(f"{name}={value!r} must be True or False")
+        if self.finite:
+            v = check_scalar(value, name)
+        else:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a real number, got {value!r}") from None
+        if v != v:
+            raise ValueError(f"{name} must not be NaN")
+        if not self.low <= v <= self.high:
+            hint = " (a fraction of tokens, not a percent)" if self.fraction else ""
+            lo = "(-inf" if self.low == -math.inf else f"[{self.low:g}"
+            hi = "inf)" if self.high == math.inf else f"{self.high:g}]"
+            raise ValueError(f"{name}={v:g} is outside its valid range {lo}, {hi}{hint}")
+        return v
+
+
+_FRACTION = Hyperparameter(kind="real", low=0.0, high=1.0, fraction=True)
+#: valid values of the built-in hyperparameters, by name (a name means the same thing in every objective)
+_RANGES: dict[str, Hyperparameter] = {
+    "eps_low": Hyperparameter(kind="real", low=0.0, high=1.0),  # the lower clip bound 1 − ε_low is >= 0
+    "eps_high": Hyperparameter(kind="real", low=0.0),
+    "clip_ratio": _FRACTION,
+    "kl_ratio": _FRACTION,
+    "cov_lb": Hyperparameter(kind="real", finite=False),
+    "cov_ub": Hyperparameter(kind="real", finite=False),
+    "kl_coef": Hyperparameter(kind="real", low=0.0),
+    "allow_large_ratio": Hyperparameter(kind="bool"),
+}
+
+
+def _check_values(specs: Mapping[str, Hyperparameter], values: dict) -> dict:
+    """Each value against its range, then the joint rules: cov_lb < cov_ub and the percent guard."""
+    out = {k: (specs[k].check(k, v) if k in specs else v) for k, v in values.items()}
+    if "cov_lb" in out and "cov_ub" in out and not out["cov_lb"] < out["cov_ub"]:
+        raise ValueError(f"cov_lb={out['cov_lb']:g} must be < cov_ub={out['cov_ub']:g}"
+                         " (the candidate interval is (cov_lb, cov_ub))")
+    for k, v in out.items():
+        if k in specs and specs[k].fraction and v > MAX_UNGUARDED_RATIO and not out.get("allow_large_ratio"):
+            raise ValueError(
+                f"{k}={v:g} selects {100 * v:g}% of all tokens; its valid range is [0, {MAX_UNGUARDED_RATIO}]"
+                f" ([0, 1] with allow_large_ratio=True): {k} is a *fraction* (the paper uses 2e-4 = 0.02%,"
+                " 2e-3 = 0.2%), not a percent as the official repo's k_percent. Pass allow_large_ratio=True"
+                f" if {v:g} is intended.")
+    return out
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A registry entry: the objective, its hyperparameters (defaults, valid values), the metrics it
+    emits (name → description) and its selection hook (None: it selects no tokens); ``open``: it takes
+    ``**kwargs`` (unknown names pass unchecked)."""
+
+    name: str
+    fn: ObjectiveFn
+    params: Mapping[str, Hyperparameter]
+    metrics: Mapping[str, str] = field(default_factory=dict)
+    select: SelectHook | None = None
+    open: bool = False
+
+    def validate(self, params: Mapping) -> dict:
+        """All hyperparameters (defaults filled in) after checking the names and values of ``params``."""
+        if not isinstance(params, Mapping):
+            raise ValueError(f"hyperparameters of {self.name!r} must be a dict, got {type(params).__name__}")
+        unknown = sorted(set(params) - set(self.params))
+        if unknown and not self.open:
+            accepted = ", ".join(self.params) or "none"
+            raise ValueError(f"objective {self.name!r} takes no hyperparameter(s) {unknown}; it takes no"
+                             f" parameter(s) other than the ones it accepts: {accepted}")
+        given = {n: p.default for n, p in self.params.items() if p.default is not inspect.Parameter.empty}
+        return _check_values(self.params, {**given, **params})
+
+
+OBJECTIVES: dict[str, ObjectiveSpec] = {}
+
+
+def register_objective(name: str, fn: ObjectiveFn | None = None, *, overwrite: bool = False,
+                       metrics: tuple[str, ...] = (), select: SelectHook | None = None):
+    """Register ``fn`` under ``name`` (usable as ``@register_objective("name")``; ValueError if taken
+    and not ``overwrite``). Its hyperparameters are its keyword-only arguments but ``generator``/``stats``,
+    with their defaults; built-in names (eps_low, clip_ratio, ...) get their valid ranges. ``metrics``:
+    the METRIC_* keys it emits; ``select``: its token-selection hook (for :func:`compute_cov_stats`)."""
+    key = name.value if isinstance(name, Enum) else str(name)
+
+    def deco(f: ObjectiveFn) -> ObjectiveFn:
+        if key in OBJECTIVES and not overwrite:
+            raise ValueError(f"objective {key!r} is already registered (pass overwrite=True to replace it)")
+        sig = inspect.signature(f).parameters.values()
+        params = {p.name: replace(_RANGES.get(p.name, Hyperparameter()), default=p.default) for p in sig
+                  if p.kind is p.KEYWORD_ONLY and p.name not in ("generator", "stats")}
+        described = MappingProxyType({m: METRIC_DESCRIPTIONS.get(m, "") for m in metrics})
+        OBJECTIVES[key] = ObjectiveSpec(key, f, MappingProxyType(params), described, select,
+                                        any(p.kind is p.VAR_KEYWORD for p in sig))
+        return f
+
+    return deco if fn is None else deco(fn)
+
+
+def objective_spec(name: str | ObjectiveName) -> ObjectiveSpec:
+    """The registry entry called ``name`` (ValueError listing the registered names if unknown)."""
+    key = name.value if isinstance(name, Enum) else name
+    try:
+        return OBJECTIVES[key]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(OBJECTIVES))
+        raise ValueError(f"unknown objective {name!r}; known objectives: {known}") from None
+
+
+def get_objective(name: str | ObjectiveName) -> ObjectiveFn:
+    """The registered objective function called ``name`` (ValueError listing the names if unknown)."""
+    return objective_spec(name).fn
+
+
+def validate_objective_params(name: str | ObjectiveName, params: Mapping) -> dict:
+    """THE check of an objective's hyperparameters (the objectives', the simulators' and the LLM
+    trainer's configs use it): unknown names, values outside their range (e.g. eps_low > 1, kl_coef < 0,
+    cov_lb >= cov_ub) and percent-looking token fractions (clip_ratio/kl_ratio > 0.05 without
+    ``allow_large_ratio``) raise ``ValueError`` naming the value and its valid range. Returns every
+    hyperparameter of the objective (defaults filled in), checked and converted."""
+    return objective_spec(name).validate(params)
+
+
+# -- building blocks (no host synchronisation below this line) ---------------------------------------
+
+Loss = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+
+def _ratio(lp: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.clamp(lp - old, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+
+
+def _inputs(log_prob, old_log_prob, advantages, mask, stats):
+    """(lp, old, adv, m, stats) of :func:`theory.cov_selection.prepare_tokens`, and ρ."""
+    lp, old, adv, m, stats = prepare_tokens(log_prob, old_log_prob, advantages, mask, stats)
+    return lp, old, adv, m, stats, _ratio(lp, old)
+
+
+def _ppo_terms(ratio, adv, m, eps_low, eps_high):
+    """PPO surrogate max(−Aρ, −A·clip(ρ, 1−ε_l, 1+ε_h)) and where its clip is active (low / high)."""
+    pg1 = -adv * ratio
+    pg2 = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    clipped = (pg2 > pg1) & m
+    return torch.maximum(pg1, pg2), clipped & (ratio < 1.0 - eps_low), clipped & (ratio > 1.0 + eps_high)
+
+
+def _frac(count_mask: torch.Tensor, n: torch.Tensor, dtype) -> torch.Tensor:
+    return count_mask.sum().to(dtype) / n.clamp_min(1).to(dtype)
+
+
+def _metrics(ratio, lp, old, adv, m, stats, clip=None, sel: Selection | None = None, candidates=False):
+    """The _COMMON metrics (Eq. 10 scores of ``sel``, else from the scope means); the _CLIP ones if
+    ``clip`` = (low, high) masks; METRIC_CANDIDATE_FRAC if ``candidates``; the _SELECTION ones if ``sel``."""
+    if sel is None:
+        mean_lp, mean_adv, n = scope_moments(lp, adv, m, stats)
+        cov = centred_products(lp, adv, m, mean_lp, mean_adv)
+    else:
+        n, cov = sel.num_tokens, sel.cov
+    d, zero = n.clamp_min(1).to(lp.dtype), torch.zeros_like(ratio)
+    k3 = torch.where(m, ratio.detach() - 1.0 - torch.log(ratio.detach()), zero).sum() / d
+    out = {METRIC_NUM_TOKENS: n.detach(), METRIC_COV_MEAN: cov.sum() / d, METRIC_APPROX_KL: k3,
+           METRIC_PPO_KL: torch.where(m, old - lp.detach(), zero).sum() / d}
+    if clip is not None:
+        out.update(zip(_CLIP, (_frac(c, n, lp.dtype) for c in (clip[0], clip[1], clip[0] | clip[1]))))
+    if candidates:
+        out[METRIC_CANDIDATE_FRAC] = _frac(sel.candidates, n, lp.dtype)
+    if sel is not None:
+        count = sel.selected.sum()
+        out[METRIC_SELECTED_COUNT], out[METRIC_SELECTED_FRAC] = count, count.to(lp.dtype) / d
+        selected_cov = torch.where(sel.selected, cov, zero).sum()
+        out[METRIC_COV_SELECTED_MEAN] = selected_cov / count.clamp_min(1).to(lp.dtype)
+    return out
+
+
+def _select_clip_cov(h, lp, old, adv, m, generator, stats=None, clipped=None) -> Selection:
+    """Clip-Cov's selection (its registry hook too): candidates exclude the tokens PPO already clips."""
+    if clipped is None:
+        _, c_low, c_high = _ppo_terms(_ratio(lp, old), adv, m, h["eps_low"], h["eps_high"])
+        clipped = c_low | c_high
+    return clip_cov_selection(lp, adv, m, clipped, clip_ratio=h["clip_ratio"], cov_lb=h["cov_lb"],
+                              cov_ub=h["cov_ub"], stats=stats, generator=generator)
+
+
+def _select_kl_cov(h, lp, old, adv, m, generator, stats=None) -> Selection:
+    """KL-Cov's selection (its registry hook too; deterministic: ``generator`` is unused)."""
+    return kl_cov_selection(lp, adv, m, kl_ratio=h["kl_ratio"], stats=stats)
+
+
+# -- objectives ---------------------------------------------------------------------------------------
+
+
+@register_objective(ObjectiveName.VANILLA_PG, metrics=_COMMON)
+def vanilla_pg(log_prob, old_log_prob, advantages, mask, *, generator: torch.Generator | None = None,
+               stats: CovStats | None = None) -> Loss:
     """Unclipped importance-weighted policy gradient: L_t = −A_t ρ_t, ρ_t = π_θ(y_t)/π_old(y_t).
 
-    At ρ ≡ 1 (on-policy) its gradient is REINFORCE's, −A_t ∇log π_θ(y_t) (paper Eq. 2/Eq. 4 with
-    no clip). ``generator`` is unused; ``stats`` only supplies global means for the cov metric.
-
-    Args:
-      log_prob, old_log_prob, advantages: ``[B, T]`` float; mask: ``[B, T]`` bool or 0/1.
-    Returns:
-      (loss_matrix ``[B, T]``, metrics) as described in the module docstring.
+    At ρ ≡ 1 (on-policy) its gradient is REINFORCE's, −A_t ∇log π_θ(y_t) (paper Eq. 2/Eq. 4 with no
+    clip). Args: log_prob, old_log_prob, advantages ``[B, T]`` float; mask ``[B, T]`` bool or 0/1;
+    ``generator`` unused; ``stats`` only supplies global means for the cov metric. Returns
+    (loss_matrix ``[B, T]``, metrics) as described in the module docstring.
     """
-    lp, old, adv, m = _prepare(log_prob, old_log_prob, advantages, mask)
-    stats = _check_stats(stats, lp)
-    ratio = _ratio(lp, old)
-    loss = torch.where(m, -adv * ratio, torch.zeros_like(ratio))
-    mean_lp, mean_adv, n = _moments(lp, adv, m, stats)
-    cov = _cov_scores(lp, adv, m, mean_lp, mean_adv)
-    return loss, _common_metrics(ratio, lp, old, m, n, cov)
+    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    return torch.where(m, -adv * ratio, torch.zeros_like(ratio)), _metrics(ratio, lp, old, adv, m, stats)
 
 
-@register_objective(ObjectiveName.PPO_CLIP)
-def ppo_clip(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-    generator: torch.Generator | None = None,
-    stats: CovStats | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+@register_objective(ObjectiveName.PPO_CLIP, metrics=_COMMON + _CLIP)
+def ppo_clip(log_prob, old_log_prob, advantages, mask, *, eps_low: float = 0.2, eps_high: float = 0.2,
+             generator: torch.Generator | None = None, stats: CovStats | None = None) -> Loss:
     """PPO clipped surrogate (paper Eq. 4), as a loss to minimise:
 
         L_t = max(−A_t ρ_t, −A_t clip(ρ_t, 1 − ε_low, 1 + ε_high)),   ρ_t = exp(clamp(log ρ_t, ±20)).
 
     ``eps_high > eps_low`` is DAPO's clip-higher (see :func:`clip_higher`). The clip is active (zero
-    gradient) when A > 0 and ρ > 1 + ε_high or A < 0 and ρ < 1 − ε_low (theory.md §1.10).
+    gradient) when A > 0 and ρ > 1 + ε_high or A < 0 and ρ < 1 − ε_low (docs/theory.md §1.10).
 
     Args:
       log_prob, old_log_prob, advantages: ``[B, T]`` float; mask: ``[B, T]`` bool or 0/1.
@@ -149,55 +349,28 @@ def ppo_clip(
     Returns:
       (loss_matrix ``[B, T]``, metrics incl. clip_frac_low/high).
     """
-    lo, hi = _check_eps(eps_low, eps_high)
-    lp, old, adv, m = _prepare(log_prob, old_log_prob, advantages, mask)
-    stats = _check_stats(stats, lp)
-    ratio = _ratio(lp, old)
-    ppo, c_low, c_high = _ppo_terms(ratio, adv, m, lo, hi)
-    loss = torch.where(m, ppo, torch.zeros_like(ppo))
-    mean_lp, mean_adv, n = _moments(lp, adv, m, stats)
-    cov = _cov_scores(lp, adv, m, mean_lp, mean_adv)
-    metrics = _common_metrics(ratio, lp, old, m, n, cov)
-    metrics.update(_clip_metrics(c_low, c_high, n, lp.dtype))
-    return loss, metrics
+    h = _check_values(_RANGES, {"eps_low": eps_low, "eps_high": eps_high})
+    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    ppo, c_low, c_high = _ppo_terms(ratio, adv, m, h["eps_low"], h["eps_high"])
+    metrics = _metrics(ratio, lp, old, adv, m, stats, (c_low, c_high))
+    return torch.where(m, ppo, torch.zeros_like(ppo)), metrics
 
 
-@register_objective(ObjectiveName.CLIP_HIGHER)
-def clip_higher(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    eps_low: float = 0.2,
-    eps_high: float = 0.28,
-    generator: torch.Generator | None = None,
-    stats: CovStats | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+@register_objective(ObjectiveName.CLIP_HIGHER, metrics=_COMMON + _CLIP)
+def clip_higher(log_prob, old_log_prob, advantages, mask, *, eps_low: float = 0.2, eps_high: float = 0.28,
+                generator: torch.Generator | None = None, stats: CovStats | None = None) -> Loss:
     """DAPO clip-higher: :func:`ppo_clip` with ε_high = 0.28 > ε_low = 0.2 by default (paper §4.5).
-
-    Args/Returns: as :func:`ppo_clip`.
-    """
+    Args/Returns: as :func:`ppo_clip`."""
     return ppo_clip(log_prob, old_log_prob, advantages, mask, eps_low=eps_low, eps_high=eps_high,
                     generator=generator, stats=stats)
 
 
-@register_objective(ObjectiveName.CLIP_COV)
-def clip_cov(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    clip_ratio: float = 2e-4,
-    cov_lb: float = 1.0,
-    cov_ub: float = 5.0,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
-    allow_large_ratio: bool = False,
-    generator: torch.Generator | None = None,
-    stats: CovStats | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+@register_objective(ObjectiveName.CLIP_COV, metrics=_COMMON + _CLIP + (METRIC_CANDIDATE_FRAC,) + _SELECTION,
+                    select=_select_clip_cov)
+def clip_cov(log_prob, old_log_prob, advantages, mask, *, clip_ratio: float = 2e-4, cov_lb: float = 1.0,
+             cov_ub: float = 5.0, eps_low: float = 0.2, eps_high: float = 0.2,
+             allow_large_ratio: bool = False, generator: torch.Generator | None = None,
+             stats: CovStats | None = None) -> Loss:
     """Clip-Cov (paper §4.2, Eqs. 11–12; semantics of the reference code, ecosystem.md §1.3):
 
         Cov_i  = (A_i − Ā)(log π_θ(y_i) − mean log π_θ)          (Eq. 10, masked means, detached)
@@ -219,31 +392,20 @@ def clip_cov(
     Returns:
       (loss_matrix ``[B, T]``, metrics incl. selected_count/frac, candidate_frac, clip fractions).
     """
-    h = _clip_cov_hparams(clip_ratio, cov_lb, cov_ub, eps_low, eps_high, allow_large_ratio)
-    lp, old, adv, m = _prepare(log_prob, old_log_prob, advantages, mask)
-    r = _clip_cov_core(lp, old, adv, m, h, _check_stats(stats, lp), generator)
-    sel = r.sel
-    loss = torch.where(m & ~sel.selected, r.ppo, torch.zeros_like(r.ppo))
-    metrics = _common_metrics(r.ratio, lp, old, m, sel.num_tokens, sel.cov)
-    metrics.update(_clip_metrics(r.clipped_low, r.clipped_high, sel.num_tokens, lp.dtype))
-    metrics[METRIC_CANDIDATE_FRAC] = _frac(sel.candidates, sel.num_tokens, lp.dtype)
-    metrics.update(_selection_metrics(sel.selected, sel.cov, sel.num_tokens, lp.dtype))
-    return loss, metrics
+    h = _check_values(_RANGES, dict(clip_ratio=clip_ratio, cov_lb=cov_lb, cov_ub=cov_ub, eps_low=eps_low,
+                                    eps_high=eps_high, allow_large_ratio=allow_large_ratio))
+    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    ppo, c_low, c_high = _ppo_terms(ratio, adv, m, h["eps_low"], h["eps_high"])
+    sel = _select_clip_cov(h, lp, old, adv, m, generator, stats, clipped=c_low | c_high)
+    metrics = _metrics(ratio, lp, old, adv, m, stats, (c_low, c_high), sel, candidates=True)
+    return torch.where(m & ~sel.selected, ppo, torch.zeros_like(ppo)), metrics
 
 
-@register_objective(ObjectiveName.KL_COV)
-def kl_cov(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    kl_ratio: float = 2e-3,
-    kl_coef: float = 1.0,
-    allow_large_ratio: bool = False,
-    generator: torch.Generator | None = None,
-    stats: CovStats | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+@register_objective(ObjectiveName.KL_COV, metrics=_COMMON + _SELECTION + (METRIC_KL_PENALTY,),
+                    select=_select_kl_cov)
+def kl_cov(log_prob, old_log_prob, advantages, mask, *, kl_ratio: float = 2e-3, kl_coef: float = 1.0,
+           allow_large_ratio: bool = False, generator: torch.Generator | None = None,
+           stats: CovStats | None = None) -> Loss:
     """KL-Cov (paper §4.2, Eqs. 13–14; semantics of the reference code, ecosystem.md §1.4):
 
         Cov_i = (A_i − Ā)(log π_θ(y_i) − mean log π_θ)           (Eq. 10, masked means, detached)
@@ -256,61 +418,45 @@ def kl_cov(
 
     Args:
       log_prob, old_log_prob, advantages: ``[B, T]`` float; mask: ``[B, T]`` bool or 0/1.
-      kl_ratio: k, a fraction in [0, 1] (> 0.05 needs ``allow_large_ratio``).
-      kl_coef: β >= 0.
+      kl_ratio: k, a fraction in [0, 1] (> 0.05 needs ``allow_large_ratio``). kl_coef: β >= 0.
       generator: unused (the selection is deterministic).
       stats: :class:`CovStats` of the whole scope; ``stats.selected`` (if set) replaces the selection.
     Returns:
       (loss_matrix ``[B, T]``, metrics incl. selected_count/frac and kl_penalty).
     """
-    h = _kl_cov_hparams(kl_ratio, kl_coef, allow_large_ratio)
-    lp, old, adv, m = _prepare(log_prob, old_log_prob, advantages, mask)
-    sel = _kl_cov_core(lp, adv, m, h, _check_stats(stats, lp))
-    ratio = _ratio(lp, old)
+    h = _check_values(_RANGES, dict(kl_ratio=kl_ratio, kl_coef=kl_coef, allow_large_ratio=allow_large_ratio))
+    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    sel = _select_kl_cov(h, lp, old, adv, m, generator, stats)
     zero = torch.zeros_like(ratio)
     penalty = torch.where(sel.selected, h["kl_coef"] * torch.abs(lp - old), zero)
-    loss = torch.where(m, -adv * ratio + penalty, zero)
-    n = sel.num_tokens
-    metrics = _common_metrics(ratio, lp, old, m, n, sel.cov)
-    metrics.update(_selection_metrics(sel.selected, sel.cov, n, lp.dtype))
-    metrics[METRIC_KL_PENALTY] = penalty.detach().sum() / n.clamp_min(1).to(lp.dtype)
-    return loss, metrics
+    metrics = _metrics(ratio, lp, old, adv, m, stats, sel=sel)
+    metrics[METRIC_KL_PENALTY] = penalty.detach().sum() / sel.num_tokens.clamp_min(1).to(lp.dtype)
+    return torch.where(m, -adv * ratio + penalty, zero), metrics
+
+
+def compute_cov_stats(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+                      mask: torch.Tensor, *, objective: str | ObjectiveName,
+                      generator: torch.Generator | None = None, **hyperparameters) -> CovStats:
+    """Global :class:`CovStats` of a whole mini-batch ``[B, T]`` for micro-batched calls of ``objective``
+    (the selection scope of :mod:`theory.cov_selection`): its selection hook under ``torch.no_grad``, so
+    ``objective(full batch, generator=g)`` and ``objective(micro-batch j, stats=compute_cov_stats(full
+    batch, generator=g).rows(j))`` pick the same tokens (an objective without a hook: the means and N only).
+    ``log_prob`` must be the *current* policy's (a no-grad forward; recompute after every optimiser step:
+    Clip-Cov's candidates exclude tokens PPO already clips); across data-parallel ranks, pass the
+    all-gathered tensors. ``generator``: Clip-Cov's random choice (on the tensors' device);
+    ``**hyperparameters``: the objective's own (the same dict it gets). ValueError: unknown objective, a
+    keyword it does not take, or a bad value."""
+    spec = objective_spec(objective)
+    h = spec.validate(hyperparameters)
+    select = None if spec.select is None else partial(spec.select, h)
+    return scope_stats(log_prob, old_log_prob, advantages, mask, select=select, generator=generator)
 
 
 __all__ = [
-    "CovStats",
-    "KL_ESTIMATORS",
-    "KNOWN_OBJECTIVES",
-    "LOG_RATIO_CLAMP",
-    "MAX_UNGUARDED_RATIO",
-    "METRIC_DESCRIPTIONS",
-    "METRIC_APPROX_KL",
-    "METRIC_CANDIDATE_FRAC",
-    "METRIC_CLIP_FRAC",
-    "METRIC_CLIP_FRAC_HIGH",
-    "METRIC_CLIP_FRAC_LOW",
-    "METRIC_COV_MEAN",
-    "METRIC_COV_SELECTED_MEAN",
-    "METRIC_ENTROPY",
-    "METRIC_KL_PENALTY",
-    "METRIC_NUM_TOKENS",
-    "METRIC_PPO_KL",
-    "METRIC_REF_KL_K1",
-    "METRIC_REF_KL_K2",
-    "METRIC_REF_KL_K3",
-    "METRIC_SELECTED_COUNT",
-    "METRIC_SELECTED_FRAC",
-    "OBJECTIVES",
-    "ObjectiveFn",
-    "ObjectiveName",
-    "clip_cov",
-    "clip_higher",
-    "compute_cov_stats",
-    "entropy_bonus",
-    "get_objective",
-    "kl_cov",
-    "ppo_clip",
-    "reference_kl",
-    "register_objective",
-    "vanilla_pg",
+    "CovStats", "Hyperparameter", "KL_ESTIMATORS", "KNOWN_OBJECTIVES", "LOG_RATIO_CLAMP",
+    "MAX_UNGUARDED_RATIO", "METRIC_DESCRIPTIONS",
+    *(n for n in dir() if n.startswith("METRIC_") and n != "METRIC_DESCRIPTIONS"),
+    "OBJECTIVES", "ObjectiveFn", "ObjectiveName", "ObjectiveSpec", "clip_cov", "clip_higher",
+    "compute_cov_stats", "get_objective", "kl_cov", "objective_spec", "ppo_clip", "register_objective",
+    "validate_objective_params", "vanilla_pg",
 ]

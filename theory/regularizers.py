@@ -18,7 +18,7 @@ import torch
 
 from ._checks import check_same_shape, check_scalar, compute_dtype
 from .aggregation import _check_token_mask, _check_token_tensor
-from .objective_metrics import (
+from .objectives import (
     KL_ESTIMATORS,
     LOG_RATIO_CLAMP,
     METRIC_ENTROPY,

@@ -1,0 +1,241 @@
+"""The trainer's update step: ``ppo_epochs × num_minibatches`` optimizer steps on one scored rollout batch.
+
+:meth:`PolicyUpdate.__call__` reads top to bottom; in call order::
+
+    minibatches                 shuffled row blocks of the rollout batch, every epoch
+    for each mini-batch:
+      accumulate_gradients      zero the gradients, then
+        selection_stats           Clip-/KL-Cov token selection over the whole mini-batch (no-grad forward)
+        micro_batch_loss          per micro-batch of this rank: objective + entropy bonus + reference KL,
+                                  aggregated with whole-mini-batch denominators; backward
+      start_probe               (diagnosed steps, first mini-batch) probe-state logits before the step
+      optimizer_step            SUM all-reduce of the gradients, clip, optimizer and LR-schedule steps
+      probe.finish              probe-state logits after the step -> ``diag/*`` metrics
+    UpdateMetrics.result        metrics combined over micro-batches, steps and ranks (metrics.REDUCTIONS)
+
+Each mini-batch is split into per-rank contiguous blocks (the whole mini-batch when not distributed) and
+each block into micro-batches of ``micro_batch_size`` rows. The loss of every micro-batch is divided by
+the denominator of the *whole* mini-batch (``theory.aggregation.global_denominator``; Dr. GRPO's
+``seq-mean-token-sum-norm`` by rows × ``max_new_tokens``), so the accumulated gradients, SUM-all-reduced
+across ranks, are the gradient of the whole mini-batch's loss whatever the split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import theory
+from theory.aggregation import aggregate, global_denominator
+from theory.objectives import compute_cov_stats
+from theory.regularizers import entropy_bonus, reference_kl
+
+from .checkpoint import CHECKPOINT_NAME
+from .diagnostics import StepProbe
+from .distributed import DistInfo, all_reduce_grads_, all_reduce_sum_
+from .forward import response_logits
+from .metrics import LOSS_POLICY, LOSS_TOTAL, OPTIM_GRAD_NORM, OPTIM_LR, OPTIM_UPDATES, UpdateMetrics
+from .rollout import Rollout, score, score_rows
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; the run stops and the last checkpoint (written before it) is kept."""
+
+
+@dataclass
+class RolloutBatch:
+    """A scored rollout batch: what the update step trains on (``B`` rows, ``R`` response columns).
+
+    Attributes:
+      ro: token ids, attention mask and response mask ``[B, R]`` (:class:`llm_rl.rollout.Rollout`).
+      old_lp: ``[B, R]`` log π_old of the sampled tokens.
+      adv: ``[B, R]`` advantage of each token (its response's group-normalised reward).
+      ref_lp: ``[B, R]`` log π_ref of the sampled tokens, or ``None`` without a reference-KL term.
+    """
+
+    ro: Rollout
+    old_lp: torch.Tensor
+    adv: torch.Tensor
+    ref_lp: torch.Tensor | None
+
+
+def token_entropy(model, ro: Rollout, rows: torch.Tensor, autocast) -> torch.Tensor:
+    """Differentiable full-vocabulary entropy ``[b, R]`` of ``model`` at the response positions of rows
+    ``rows`` ``[b]`` of ``ro`` (the entropy bonus's input; a forward pass of its own)."""
+    with autocast:
+        logits = response_logits(model, ro.input_ids[rows], ro.attention_mask[rows], ro.prompt_len)
+    return theory.entropy(logits.float())
+
+
+class PolicyUpdate:
+    """The update step of :class:`llm_rl.trainer.Trainer` (see the module docstring); built once by the
+    trainer, called once per rollout step. It holds references to the trainer's objects, which resuming
+    from a checkpoint restores in place.
+
+    Args:
+      model, optimizer, scheduler: the policy, its optimizer and its learning-rate schedule.
+      objective: the token-level objective (a ``theory.objectives`` function); objective_name: its name.
+      selects: whether the objective selects tokens over the whole mini-batch (Clip-Cov, KL-Cov).
+      config: the run's ``TrainConfig``.
+      generators: the trainer's named generators (``shuffle``: mini-batch order; ``selection``: the
+        objectives' random draws).
+      dist, device, autocast: the trainer's data-parallel info, device and forward-pass context.
+      max_new: the maximum response length (the ``seq-mean-token-sum-norm`` normaliser).
+      out: the run directory (per-state diagnostics; named in the non-finite-loss error).
+    """
+
+    def __init__(self, *, model, optimizer, scheduler, objective, objective_name: str, selects: bool, config,
+                 generators: dict[str, torch.Generator], dist: DistInfo, device, autocast, max_new: int,
+                 out: Path):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.objective, self.objective_name, self.selects = objective, objective_name, selects
+        self.cfg, self.gens, self.dist, self.device = config, generators, dist, device
+        self.autocast, self.max_new, self.out = autocast, max_new, Path(out)
+
+    def __call__(self, batch: RolloutBatch, *, step: int) -> dict:
+        """Run the update step on ``batch`` at rollout step ``step``; returns its metrics."""
+        metrics, diagnosed = UpdateMetrics(), {}
+        for i, mini in enumerate(self.minibatches(batch.ro.response_mask.shape[0])):
+            self.accumulate_gradients(batch, mini, metrics, step=step)
+            probe = self.start_probe(batch, mini, step) if i == 0 and self.diagnose_now(step) else None
+            self.optimizer_step(metrics)
+            if probe is not None:
+                diagnosed, _ = probe.finish(self.model, self.out, step)
+        return {**metrics.result(self.dist), **diagnosed}
+
+    # ------------------------------------------------------------------------------------------------
+    # mini-batches
+    # ------------------------------------------------------------------------------------------------
+
+    def minibatches(self, n_rows: int) -> list[torch.Tensor]:
+        """Row indices (on the device) of every mini-batch, in order: for each of ``ppo_epochs`` epochs a
+        fresh shuffle of the ``n_rows`` rows, split into ``num_minibatches`` blocks (fewer when there are
+        fewer rows)."""
+        o = self.cfg.optim
+        out = []
+        for _ in range(o.ppo_epochs):
+            perm = torch.randperm(n_rows, generator=self.gens["shuffle"])
+            out += [mini.to(self.device) for mini in torch.tensor_split(perm, min(o.num_minibatches, n_rows))]
+        return out
+
+    # ------------------------------------------------------------------------------------------------
+    # loss: gradients of one mini-batch, accumulated over micro-batches
+    # ------------------------------------------------------------------------------------------------
+
+    def accumulate_gradients(self, batch: RolloutBatch, mini: torch.Tensor, metrics: UpdateMetrics, *,
+                             step: int) -> None:
+        """Zero the gradients, then loss and backward over this rank's micro-batches of mini-batch ``mini``
+        ``[m]`` (row indices), with the denominator and token selection of the whole mini-batch.
+
+        Raises:
+          NonFiniteLossError: on every rank, if any rank met a non-finite log-probability or loss (its
+            remaining micro-batches are skipped; no optimizer step is taken).
+        """
+        o, oc = self.cfg.optim, self.cfg.objective
+        mask = batch.ro.response_mask
+        denom = global_denominator(mask[mini], oc.agg_mode, norm_constant=float(len(mini) * self.max_new))
+        stats = self.selection_stats(batch, mini)
+        a, b = self.dist.block(len(mini))
+        mine = mini[a:b]
+        bad = torch.zeros((), device=self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        for s in range(0, len(mine), o.micro_batch_size):
+            rows = mine[s:s + o.micro_batch_size]
+            rows_stats = None if stats is None else stats.rows(slice(a + s, a + s + len(rows)))
+            out = self.micro_batch_loss(batch, rows, denom, rows_stats)
+            if out is None:
+                bad.fill_(1.0)
+                break
+            loss, met = out
+            loss.backward()
+            metrics.add_micro_batch(met, tokens=float(mask[rows].sum()))
+        if bool(all_reduce_sum_(bad, self.dist) > 0):
+            ck = self.out / CHECKPOINT_NAME
+            where = (f"the last good checkpoint is {ck}" if ck.exists()
+                     else "no checkpoint had been written yet")
+            raise NonFiniteLossError(f"non-finite log-probabilities or loss at step {step} (objective "
+                                     f"{self.objective_name}); the run stopped without applying this update; "
+                                     f"{where}")
+
+    def selection_stats(self, batch: RolloutBatch, mini: torch.Tensor):
+        """Clip-/KL-Cov token selection over the whole mini-batch ``mini`` (``theory.objectives.
+        compute_cov_stats`` on current log-probs from a no-grad forward, all-gathered across ranks);
+        ``None`` for objectives that select nothing."""
+        if not self.selects:
+            return None
+        cur = score_rows(self.model, batch.ro, mini, micro_batch_size=self.cfg.optim.micro_batch_size,
+                         autocast=self.autocast, dist=self.dist, device=self.device)
+        return compute_cov_stats(cur, batch.old_lp[mini], batch.adv[mini], batch.ro.response_mask[mini],
+                                 objective=self.objective_name, generator=self.gens["selection"],
+                                 **self.cfg.objective.params)
+
+    def micro_batch_loss(self, batch: RolloutBatch, rows: torch.Tensor, denom: dict, stats):
+        """Loss of micro-batch ``rows`` ``[b]``: the objective's token loss matrix ``[b, R]`` plus the
+        entropy-bonus and reference-KL matrices, aggregated (``agg_mode``) with the mini-batch
+        denominator ``denom``; ``stats``: the micro-batch's rows of the mini-batch selection.
+
+        Returns:
+          ``(loss, metrics)``: the differentiable total loss and the micro-batch's metrics (``loss/policy``,
+          the objective's alone, and ``loss/total`` included), or ``None`` if a log-probability or the
+          loss is non-finite.
+        """
+        oc, ro = self.cfg.objective, batch.ro
+        mm = ro.response_mask[rows]
+        with self.autocast:
+            lp = score(self.model, ro.input_ids[rows], ro.attention_mask[rows], ro.prompt_len).float()
+        if not bool(torch.isfinite(lp[mm]).all()):
+            return None
+        loss_mat, met = self.objective(lp, batch.old_lp[rows], batch.adv[rows], mm, **oc.params,
+                                       generator=self.gens["selection"], stats=stats)
+        total_mat = loss_mat
+        if oc.entropy_coef:
+            entropy = token_entropy(self.model, ro, rows, self.autocast)
+            e_mat, e_met = entropy_bonus(entropy, mm, coef=oc.entropy_coef)
+            total_mat, met = total_mat + e_mat, {**met, **e_met}
+        if batch.ref_lp is not None:
+            k_mat, k_met = reference_kl(lp, batch.ref_lp[rows], mm, coef=oc.ref_kl_coef,
+                                        estimator=oc.ref_kl_estimator)
+            total_mat, met = total_mat + k_mat, {**met, **k_met}
+        policy_loss = aggregate(loss_mat, mm, oc.agg_mode, **denom)
+        loss = aggregate(total_mat, mm, oc.agg_mode, **denom)
+        if not bool(torch.isfinite(loss)):
+            return None
+        return loss, {**met, LOSS_POLICY: policy_loss.detach(), LOSS_TOTAL: loss.detach()}
+
+    # ------------------------------------------------------------------------------------------------
+    # update: one optimizer step
+    # ------------------------------------------------------------------------------------------------
+
+    def optimizer_step(self, metrics: UpdateMetrics) -> None:
+        """SUM all-reduce of the accumulated gradients across ranks, clip their global norm to
+        ``grad_clip`` (none when 0), then one optimizer step and one learning-rate-schedule step."""
+        o = self.cfg.optim
+        all_reduce_grads_(self.model.parameters(), self.dist)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                   o.grad_clip if o.grad_clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        metrics.add_optimizer_step({OPTIM_GRAD_NORM: float(grad_norm), OPTIM_UPDATES: 1,
+                                    OPTIM_LR: self.scheduler.get_last_lr()[0]})
+
+    # ------------------------------------------------------------------------------------------------
+    # diagnostics: entropy dynamics of the first optimizer step of every diagnose_every-th rollout step
+    # ------------------------------------------------------------------------------------------------
+
+    def diagnose_now(self, step: int) -> bool:
+        """Whether rollout step ``step`` is diagnosed (``diagnose_every`` > 0 divides it)."""
+        return bool(self.cfg.diagnose_every) and step % self.cfg.diagnose_every == 0
+
+    def start_probe(self, batch: RolloutBatch, mini: torch.Tensor, step: int) -> StepProbe | None:
+        """Probe states of mini-batch ``mini`` captured before its optimizer step (main rank only, ``None``
+        elsewhere or without response tokens; the subsample is seeded by (seed, step))."""
+        ro = batch.ro
+        if not self.dist.is_main or not bool(ro.response_mask[mini].any()):
+            return None
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_033 + step)
+        groups = mini.cpu() // self.cfg.rollout.group_size  # rows are stored group by group
+        return StepProbe(self.model, ro.input_ids[mini], ro.attention_mask[mini], ro.response_mask[mini],
+                         ro.prompt_len, batch.adv[mini], groups, max_states=self.cfg.diagnose_max_states,
+                         generator=gen, autocast=self.autocast)
