@@ -106,7 +106,8 @@ def main() -> int:
     peak = peak_extra_bytes(lambda: vocab_stats(z, d, chunk_rows=chunk), args.device)
     if not args.eager_only:
         peak_c = peak_extra_bytes(lambda: vocab_stats(z, d, chunk_rows=chunk, compiled=True), args.device)
-        print(f"peak extra memory, torch.compile: {peak_c / 2**20:.1f} MiB = {peak_c / chunk_bytes:.2f} chunks")
+        print(f"peak extra memory, torch.compile: {peak_c / 2**20:.1f} MiB = "
+              f"{peak_c / chunk_bytes:.2f} chunks")
     n = min(args.naive_rows, args.rows)
     naive = peak_extra_bytes(lambda: vocab_stats_reference(z[:n], d[:n]), args.device) * args.rows / n
     print(f"peak extra memory, eager: chunked {peak / 2**20:.1f} MiB = {peak / chunk_bytes:.2f} chunks of "

@@ -80,11 +80,13 @@ def main() -> int:
     ap.add_argument("--objectives", nargs="+", default=["grpo", "kl_cov"], choices=["grpo", "kl_cov"])
     ap.add_argument("--model", default="", help="starting model (default: cached warm start)")
     ap.add_argument("--out", default="runs/entropy_collapse")
-    ap.add_argument("--minibatches", type=int, default=0, help="optimizer steps per rollout step (0 = default)")
+    ap.add_argument("--minibatches", type=int, default=0,
+                    help="optimizer steps per rollout step (0 = default)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default="", help="also write every row to this JSON file")
-    ap.add_argument("--knob", action="append", metavar="KEY=VALUE", help="task knob (also used for the warm start)")
+    ap.add_argument("--knob", action="append", metavar="KEY=VALUE",
+                    help="task knob (also used for the warm start)")
     ap.add_argument("--pretrain-steps", type=int, default=0, help="warm-start steps (0 = pretrain default)")
     ap.add_argument("--wrong-frac", type=float, default=-1.0, help="warm-start wrong fraction (<0 = default)")
     args = ap.parse_args()
@@ -106,7 +108,8 @@ def main() -> int:
     if args.kl_ratio > 0.05:  # this tiny task has far more "forking" tokens per response than an LLM's CoT
         kl["allow_large_ratio"] = True
     objectives = tuple((o, {} if o == "grpo" else kl) for o in args.objectives)
-    jobs = [dict(task=args.task, knobs=knobs, objective=o, params=p, seed=s, lr=lr, steps=args.steps, model=model,
+    jobs = [dict(task=args.task, knobs=knobs, objective=o, params=p, seed=s, lr=lr,
+                 steps=args.steps, model=model,
                  threads=args.threads, minibatches=args.minibatches, out=f"{args.out}/{o}-lr{lr:g}-s{s}")
             for lr in args.lr for o, p in objectives for s in args.seeds]
     if args.jobs > 1:
@@ -115,7 +118,8 @@ def main() -> int:
     else:
         rows = [run_one(j) for j in jobs]
     for r in rows:
-        print(f"{r['objective']:7s} lr {r['lr']:g} seed {r['seed']}: acc greedy {r['acc0']:.3f}->{r['acc1']:.3f} "
+        print(f"{r['objective']:7s} lr {r['lr']:g} seed {r['seed']}: "
+              f"acc greedy {r['acc0']:.3f}->{r['acc1']:.3f} "
               f"T0.6 {r['s0']:.3f}->{r['s1']:.3f} T1 {r['t0']:.3f}->{r['t1']:.3f}  "
               f"H {r['H0']:.3f}->{r['H_third']:.3f}(1/3)->{r['H1']:.3f}  {r['wall']:.0f}s")
     if args.json:

@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import inspect
 import json
-import re
 import textwrap
 import types
 import typing
@@ -34,22 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .common import HelpFormatter, parse_kv_item
+from .config_file import coerce, merge, read_config_file
+
 DEST_PREFIX = "cfg:"  # argparse dest of a config option: DEST_PREFIX + dotted field path
 CONFIG_HELP = ("read settings from a YAML or JSON file nested like the config (a run's config.json loads as "
                "is); options given on the command line override it")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description/epilog layout and appends ``(default: X)`` to options whose help does not
-    mention their default already (used by every ``entropy-mech`` subcommand)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (not action.option_strings or default is argparse.SUPPRESS or default is None or default is False
-                or "default" in text or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
-            return text
-        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -68,19 +57,6 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
-
-
-def parse_kv_item(text: str) -> tuple[str, Any]:
-    """``"a=1"`` -> ``("a", 1)``: the value is parsed as JSON, else kept as a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    if not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a non-empty KEY, got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
 
 
 def _optional(kind: Callable) -> Callable:
@@ -390,7 +366,7 @@ class ConfigArgs:
                 out[key] = self._check(value, sub, source)
                 continue
             o = self.by_path.get(".".join(sub))
-            out[key] = _coerce(value, o) if o is not None else value
+            out[key] = coerce(value, o) if o is not None else value
         return out
 
     # ------------------------------------------------------------------------------------------------
@@ -434,61 +410,6 @@ class ConfigArgs:
                          for line in lines)
 
 
-def _coerce(value: Any, o: Option) -> Any:
-    """File values to the field's type where YAML/JSON cannot say it (``1e-4`` is a string in YAML 1.1,
-    JSON has no tuples)."""
-    if value is None:
-        return value
-    if o.kind == "tuple" and isinstance(value, list):
-        return tuple(value)
-    number = r"\s*[-+]?[\d.]+(e[-+]?\d+)?\s*"
-    if o.hint is float and isinstance(value, str) and re.fullmatch(number, value, re.I):
-        return float(value)
-    if o.hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def merge(base: dict, override: dict) -> dict:
-    """Recursive merge: ``override`` wins; nested dicts (sections and dict fields) merge key by key."""
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def read_config_file(path: str | Path) -> dict:
-    """A mapping from a ``.yaml``/``.yml`` or ``.json`` file (other suffixes: JSON, then YAML)."""
-    p = Path(path)
-    text = p.read_text()
-    suffix = p.suffix.lower()
-
-    def _yaml(t: str):
-        try:
-            import yaml
-        except ImportError as err:  # pragma: no cover - pyyaml is a core dependency
-            raise ValueError(f"{p}: reading YAML needs pyyaml (pip install pyyaml)") from err
-        try:
-            return yaml.safe_load(t)
-        except yaml.YAMLError as err:
-            raise ValueError(f"{p}: not valid YAML: {err}") from err
-
-    if suffix in (".yaml", ".yml"):
-        data = _yaml(text)
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            if suffix == ".json":
-                raise ValueError(f"{p}: not valid JSON: {err}") from err
-            data = _yaml(text)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{p}: a config file must hold a mapping of settings, got {type(data).__name__}")
-    return data
-
-
 def add_hidden_alias(parser: argparse.ArgumentParser | Any, alias: str, **kwargs) -> None:
     """Register an old spelling of an option: same ``dest``, help suppressed."""
     parser.add_argument(alias, **kwargs, help=argparse.SUPPRESS)
@@ -501,5 +422,4 @@ def add_config_epilog(parser: argparse.ArgumentParser, text: str) -> None:
         parser.formatter_class = HelpFormatter
 
 
-__all__ = ["ConfigArgs", "HelpFormatter", "Option", "add_config_epilog", "add_hidden_alias", "field_docs",
-           "merge", "parse_kv_item", "read_config_file"]
+__all__ = ["ConfigArgs", "Option", "add_config_epilog", "add_hidden_alias", "field_docs"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def run(args) -> int:
         try:
             results[run_dir] = summarize_run(run_dir)
         except ValueError as err:
-            print(f"entropy-mech diagnose: error: {err}")
+            print(f"entropy-mech diagnose: error: {err}", file=sys.stderr)
             return 2
     if args.json:
         print(json.dumps(results, indent=2))

@@ -50,6 +50,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       + ", ".join(f"{a} = {c}" for a, c in ALIASES.items()) + ".")
 
 
+def _train_run_config(run_dir) -> dict:
+    """The saved config of a finished ``entropy-mech train`` run (ValueError naming what is missing)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())["config"]
+    except FileNotFoundError:
+        raise ValueError(f"{run_dir} is not a run folder (no config.json)") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is unreadable ({err})") from None
+    if not isinstance(cfg.get("data"), dict) or "task" not in cfg["data"]:
+        raise ValueError(f"{run_dir} is not a run of `entropy-mech train` (a simulator run?): its config has "
+                         "no data.task")
+    if not (Path(run_dir) / "model" / "config.json").is_file():
+        raise ValueError(f"{run_dir} has no final model (model/): the run did not finish; evaluate a "
+                         "checkpointed model with --model DIR")
+    return cfg
+
+
 def run(args) -> int:
     """Print the validation metrics as JSON."""
     quiet_transformers()
@@ -62,7 +80,7 @@ def run(args) -> int:
         split_seed, n_val = args.split_seed, args.n_val
         model_dir = args.model
         if args.run:
-            cfg = json.loads((Path(args.run) / "config.json").read_text())["config"]
+            cfg = _train_run_config(args.run)
             model_dir = str(Path(args.run) / "model")
             task_name = task_name or cfg["data"]["task"]
             knobs = knobs or cfg["data"]["task_knobs"]

@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     """Draw; exit 0, or 2 on a bad run directory."""
     from figures.draw import draw_all
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"entropy-mech figures: error: --out {args.out} is a file, not a folder", file=sys.stderr)
+        return 2
     try:
         results = draw_all([Path(r) for r in args.runs], args.out, pdf=args.pdf, only=tuple(args.only))
     except ValueError as err:

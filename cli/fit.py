@@ -158,14 +158,40 @@ def plot_fits(results: list[tuple[RunSeries, dict]], out: str) -> Path:
     return atomic_write_bytes(out, buf.getvalue())
 
 
+#: file formats ``--plot`` writes (chosen by the file's suffix)
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def check_plot_path(out: str) -> None:
+    """ValueError unless ``out`` can be written as a plot: a known suffix, not a folder, under a folder."""
+    p = Path(out)
+    if p.is_dir():
+        raise ValueError(f"--plot {out} is a folder; give a file name such as {p / 'fit.png'}")
+    suffix = p.suffix.lstrip(".").lower()
+    if suffix and suffix not in PLOT_FORMATS:
+        raise ValueError(f"--plot {out}: unknown image format '.{suffix}'; use one of "
+                         f"{', '.join('.' + f for f in PLOT_FORMATS)}")
+    for parent in p.resolve().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--plot {out}: {parent} is a file, not a folder")
+            break
+
+
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``entropy-mech fit``."""
+    """Entry point of ``entropy-mech fit``: exit 0, or 2 on a bad option or an unreadable log."""
     note_stream = sys.stderr if args.json else sys.stdout
     for bad, msg in ((not 0 < args.early < 1, f"--early must be in (0, 1), got {args.early}"),
                      (args.n_boot < 0, f"--n-boot must be >= 0, got {args.n_boot}"),
                      (not 0 < args.ci < 1, f"--ci must be in (0, 1), got {args.ci}")):
         if bad:
-            print(f"entropy-mech fit: {msg}", file=sys.stderr)
+            print(f"entropy-mech fit: error: {msg}", file=sys.stderr)
+            return 2
+    if args.plot:
+        try:
+            check_plot_path(args.plot)
+        except ValueError as err:
+            print(f"entropy-mech fit: error: {err}", file=sys.stderr)
             return 2
     ok: list[tuple[RunSeries, dict]] = []
     failed = 0
@@ -178,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
             res, _ = analyse(series, early=args.early, n_boot=args.n_boot, ci=args.ci, seed=args.seed)
             res["notes"] = [str(w.message) for w in caught] + res["notes"]
         except (ValueError, ImportError, OSError) as err:
-            print(f"entropy-mech fit: {log}: {err}", file=sys.stderr)
+            msg = str(err) if str(log) in str(err) else f"{log}: {err}"
+            print(f"entropy-mech fit: error: {msg}", file=sys.stderr)
             failed += 1
             continue
         ok.append((series, res))
@@ -193,4 +220,4 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and ok:
         path = plot_fits(ok, args.plot)
         print(f"wrote {path}", file=note_stream)
-    return 1 if failed else 0
+    return 2 if failed else 0

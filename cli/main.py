@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"entropy-mech: the {name!r} command is not available in this version", file=sys.stderr)
             return 2
         raise
-    from cli.config_args import HelpFormatter  # shows every option's default
+    from cli.common import HelpFormatter  # shows every option's default
 
     parser = argparse.ArgumentParser(prog=f"entropy-mech {name}", description=description,
                                      formatter_class=HelpFormatter)

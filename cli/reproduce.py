@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +39,18 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         print("entropy-mech reproduce: error: --jobs must be >= 1", file=sys.stderr)
         return 2
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"entropy-mech reproduce: error: --out {args.out} is a file, not a folder", file=sys.stderr)
+        return 2
     from reproduce.pipeline import reproduce
+    from rundir.ownership import RunDirError
 
-    res = reproduce(args.profile, args.out, jobs=args.jobs, run=not args.report_only,
-                    progress=not args.no_progress, verify_instances=args.verify_instances)
+    try:
+        res = reproduce(args.profile, args.out, jobs=args.jobs, run=not args.report_only,
+                        progress=not args.no_progress, verify_instances=args.verify_instances)
+    except RunDirError as err:  # another live reproduce writes in --out
+        print(f"entropy-mech reproduce: error: {err}", file=sys.stderr)
+        return 2
     failed = [r["name"] for r in res["run_results"] if not r.get("ok")]
     print(f"wrote {res['report']} in {res['wall_s'] / 60:.1f} min")
     if failed:

@@ -84,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "only add overhead; 0 keeps torch's default)",
     )
     run_opts.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run_opts.add_argument("--overwrite", action="store_true",
+                          help="delete the run already in --out first (without it such a folder is refused)")
     add_config_epilog(parser, spec.epilog())
 
 
@@ -104,19 +106,19 @@ def run(args: argparse.Namespace) -> int:
 
             get_objective(config.objective)
     except (ValueError, KeyError, ImportError, OSError) as err:
-        print(f"entropy-mech simulate: {err}", file=sys.stderr)
+        print(f"entropy-mech simulate: error: {err}", file=sys.stderr)
         return 2
     if args.threads < 0:
-        print("entropy-mech simulate: --threads must be >= 0", file=sys.stderr)
+        print("entropy-mech simulate: error: --threads must be >= 0", file=sys.stderr)
         return 2
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     try:
-        result = run_to_dir(config, args.out, progress=not args.no_progress)
+        result = run_to_dir(config, args.out, progress=not args.no_progress, overwrite=args.overwrite)
     except ValueError as err:
-        print(f"entropy-mech simulate: {err}", file=sys.stderr)
+        print(f"entropy-mech simulate: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result.summary, indent=2))
     print(f"wrote {args.out}")

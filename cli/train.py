@@ -8,6 +8,8 @@ Examples::
         --out runs/clipcov
     entropy-mech train --config runs/grpo/config.json --seed 1 --out runs/grpo-s1   # same settings, seed 1
     entropy-mech train --out runs/grpo --resume                  # continue exactly where it stopped
+    entropy-mech train --out runs/grpo --resume --extend --steps 400   # train a finished run further
+    entropy-mech train --task arithmetic --out runs/grpo --overwrite   # replace the run in runs/grpo
     torchrun --nproc_per_node=2 -m cli.main train --task arithmetic --objective kl_cov --out runs/ddp
 
 Every :class:`llm_rl.config.TrainConfig` field, nested sections included, is an option: the field name with
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from .common import fail, quiet_transformers
 from .config_args import ConfigArgs, add_config_epilog
+from .config_file import merge
 
 # dotted TrainConfig field -> (canonical flag, old spellings kept as hidden aliases); the names shared with
 # `simulate` are the same there. rollout.temperature is prefixed: `eval --temperature` (an old spelling of
@@ -70,7 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     spec = config_args()
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its checkpoint, with its saved config.json")
+                        help="continue the run in --out from its checkpoint, with its saved config.json (a "
+                             "setting given that differs from it is an error naming it)")
+    parser.add_argument("--extend", action="store_true",
+                        help="with --resume: allow a larger --steps than the saved run's (train it further)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in --out and start a new one (without it, or "
+                             "--resume, a folder holding a run is refused)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     spec.add_to(parser, section_titles={
         "data": "data (DataConfig: config key data.*)", "rollout": "rollout (RolloutConfig: rollout.*)",
@@ -95,6 +104,9 @@ def build_config(args):
     if values.get("model"):
         values["model"] = str(Path(values["model"]).resolve())
     cfg: TrainConfig = spec.build(values)
+    from llm_rl.model import resolve_device
+
+    resolve_device(cfg.device)  # an unavailable device fails before the warm start
     if not cfg.model:
         import os
 
@@ -113,31 +125,39 @@ def build_config(args):
     return cfg
 
 
+def resumed_config(args):
+    """With ``--resume``: the run's saved config with the options given on the command line applied (the
+    trainer then refuses any that differ from the saved run, naming them)."""
+    from llm_rl.resume import saved_config
+
+    if getattr(args, "config", None):
+        raise ValueError("--resume continues the saved config.json of --out; --config cannot replace it")
+    saved = saved_config(args.out)
+    spec = config_args()
+    return spec.build(merge(saved.to_dict(), spec.overrides(args)))
+
+
 def run(args) -> int:
-    """Train; exit 0 on success, 1 on a non-finite loss, 2 on bad arguments."""
+    """Train; exit 0 on success, 2 on bad arguments or a refused run folder (before any model is loaded),
+    1 when training fails (a non-finite loss or gradient, or no optimizer update at all)."""
     quiet_transformers()
-    from llm_rl.config import TrainConfig
     from llm_rl.distributed import shutdown_distributed
+    from llm_rl.resume import NoUpdatesError
     from llm_rl.trainer import NonFiniteLossError, Trainer
 
     try:
-        if args.resume:
-            given = config_args().given(args) + (["--config"] if getattr(args, "config", None) else [])
-            if given:
-                print(f"entropy-mech train: --resume continues with {Path(args.out) / 'config.json'}; "
-                      f"ignoring {' '.join(given)}", file=sys.stderr)
-            saved = json.loads((Path(args.out) / "config.json").read_text())["config"]
-            cfg = TrainConfig.from_dict(saved)
-        else:
-            cfg = build_config(args)
-        trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        if args.extend and not args.resume:
+            raise ValueError("--extend continues a saved run: use it with --resume")
+        cfg = resumed_config(args) if args.resume else build_config(args)
+        trainer = Trainer(cfg, args.out, resume=args.resume, overwrite=args.overwrite, extend=args.extend,
+                          progress=not args.no_progress)
     except (ValueError, OSError) as err:
         return fail("train", err)
     try:
         records = trainer.train()
-    except NonFiniteLossError as err:  # every rank sees it (the check is all-reduced)
+    except (NonFiniteLossError, NoUpdatesError) as err:  # every rank sees it (the checks are all-reduced)
         shutdown_distributed()
-        print(f"entropy-mech train: {err}", file=sys.stderr)
+        print(f"entropy-mech train: error: {err}", file=sys.stderr)
         return 1
     shutdown_distributed()  # not on other errors: a barrier could wait forever for a crashed rank
     last = [r for r in records if "val/acc" in r]

@@ -10,6 +10,8 @@ import time
 
 from theory.verify import format_table, run_checks
 
+from .common import fail
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, default=200,
                         help="random instances per statement (default 200)")
@@ -20,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the table; exit 0 when every statement passes, 1 on a FAIL, 2 on a bad option."""
+    if args.instances < 1:
+        return fail("verify", ValueError(f"--instances must be >= 1, got {args.instances}"))
+    if args.symbolic and not 2 <= args.max_n <= 6:
+        return fail("verify", ValueError(f"--max-n must be in 2..6 (actions of the symbolic softmax), "
+                                         f"got {args.max_n}"))
     t0 = time.perf_counter()
     rows = run_checks(args.instances, args.seed)
     print(format_table(rows))

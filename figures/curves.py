@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rundir.files import load_npz
 from rundir.logs import read_records
 
 
@@ -123,8 +124,7 @@ def _load_llm(path: Path, cfg: dict, val_key: str = "val/acc") -> Curves:
 
 
 def _load_sim(path: Path, cfg: dict) -> Curves:
-    with np.load(path / "arrays.npz") as data:
-        arrays = {k: data[k] for k in data.files}
+    arrays = load_npz(path / "arrays.npz")
     steps = np.arange(arrays["agg_entropy"].shape[0], dtype=np.float64)
     with np.errstate(invalid="ignore"):
         cov = (np.nanmean(arrays["cov_eq10"], axis=1) if np.isfinite(arrays["cov_eq10"]).any()

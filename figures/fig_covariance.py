@@ -26,7 +26,8 @@ from .style import color, new_figure, save_figure
 
 TOP_PERCENT = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
 """Table 1 groups (percent of tokens by covariance, largest first; 100 = all)"""
-ACC_BINS = {"low (acc <= 0.25)": (0.0, 0.25), "mid (0.375-0.625)": (0.3, 0.65), "high (acc >= 0.75)": (0.7, 0.99)}
+ACC_BINS = {"low (acc <= 0.25)": (0.0, 0.25), "mid (0.375-0.625)": (0.3, 0.65),
+            "high (acc >= 0.75)": (0.7, 0.99)}
 """group-accuracy bins standing in for the paper's 0.125 / 0.5 / 0.875 groups (all-0 and all-1 groups
 have no covariance and are left out)"""
 

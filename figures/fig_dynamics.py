@@ -104,7 +104,8 @@ def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> Dynamics
     fig, (a, b) = new_figure(2, height=3.8)
     first, second, tab = (s[k].astype(float) for k in ("dH_first", "dH_second", "dH_tab"))
     _scatter(a, [(f"Lemma 1, −Cov(log π, Δz): R² {r2_score(obs, first):.3f}", first),
-                 (f"+ second order: R² {r2_score(obs, second):.4f}", second)], obs, "measured logit change Δz")
+                 (f"+ second order: R² {r2_score(obs, second):.4f}", second)], obs,
+             "measured logit change Δz")
     _scatter(b, [(f"−η_eff Σ A (S_a − E S): R² {r2_score(obs, tab):.3f}", tab)], obs,
              "tabular theory (no function approx.)")
     fig.suptitle(f"{r.label}, update at step {r.first_step}: {len(obs)} token states", fontsize=9)

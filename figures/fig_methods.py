@@ -106,7 +106,8 @@ def plot_methods(run_dirs, out_stem: str | Path, pdf: bool = False) -> MethodsRe
     """Draw the three panels of Fig. 11 with seed bands."""
     data = methods_data(load_many(run_dirs))
     fig, axes = new_figure(3, width=3.8)
-    titles = {"entropy": "entropy (nats)", "resp_len": "response length (tokens)", "acc": "validation accuracy"}
+    titles = {"entropy": "entropy (nats)", "resp_len": "response length (tokens)",
+              "acc": "validation accuracy"}
     for i, (name, m) in enumerate(data.methods.items()):
         col = METHOD_COLORS.get(name, color(i + 4))
         for ax, (key, s) in zip(axes, (("entropy", m.entropy), ("resp_len", m.resp_len), ("acc", m.acc))):

@@ -17,11 +17,13 @@ import torch
 from rundir.files import atomic_save_torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_KEYS = frozenset({"model", "optimizer", "scheduler", "rng", "step", "cursor"})
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict:
     """Snapshot of the named generators and the global torch RNGs."""
-    state = {"generators": {k: g.get_state() for k, g in generators.items()}, "torch_cpu": torch.get_rng_state()}
+    state = {"generators": {k: g.get_state() for k, g in generators.items()},
+             "torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["torch_cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -70,8 +72,9 @@ def load_checkpoint(out_dir: str | os.PathLike) -> dict:
         raise ValueError(f"{path} holds objects other than tensors and plain data; refusing to load it "
                          f"({str(err).splitlines()[0]})") from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path} is truncated or corrupt ({str(err).splitlines()[0] if str(err) else err!r}); "
+        first = str(err).splitlines()[0] if str(err) else repr(err)
+        raise ValueError(f"{path} is truncated or corrupt ({first}); "
                          "delete it to restart the run, or restore a good copy") from None
-    if not isinstance(ck, dict) or not {"model", "optimizer", "scheduler", "rng", "step", "cursor"} <= set(ck):
+    if not isinstance(ck, dict) or not CHECKPOINT_KEYS <= set(ck):
         raise ValueError(f"{path} is not a checkpoint of `entropy-mech train`")
     return ck

@@ -197,7 +197,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Rebuild (and re-validate) from ``dataclasses.asdict`` output (``RUN_INFO_KEYS`` are skipped)."""
-        sub = {"data": DataConfig, "rollout": RolloutConfig, "objective": ObjectiveConfig, "optim": OptimConfig}
+        sub = {"data": DataConfig, "rollout": RolloutConfig, "objective": ObjectiveConfig,
+               "optim": OptimConfig}
         kw = {k: (sub[k](**v) if k in sub else v) for k, v in d.items() if k not in RUN_INFO_KEYS}
         if "optim" in kw:
             kw["optim"].betas = tuple(kw["optim"].betas)

@@ -40,7 +40,8 @@ from .metrics import DIAG_KEYS as SUMMARY_KEYS
 from .metrics import TOP_PERCENTS
 
 
-__all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "probe_states", "r2_score", "state_logits",
+__all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "probe_states", "r2_score",
+           "state_logits",
            "summarize_run", "top_percent_means"]
 
 
@@ -109,7 +110,8 @@ class StepProbe:
     def __init__(self, model, input_ids, attention_mask, response_mask, prompt_len, advantages, groups, *,
                  max_states: int, generator: torch.Generator, autocast=None):
         t0 = time.perf_counter()
-        self.p = probe_states(input_ids, response_mask, prompt_len, max_states=max_states, generator=generator)
+        self.p = probe_states(input_ids, response_mask, prompt_len, max_states=max_states,
+                              generator=generator)
         self.inputs, self.autocast = (input_ids, attention_mask, prompt_len), autocast
         self.z_old = self._logits(model)
         rows, cols = self.p["rows"], self.p["cols"]
@@ -119,7 +121,8 @@ class StepProbe:
         self.seconds = time.perf_counter() - t0
 
     def _logits(self, model):
-        return state_logits(model, *self.inputs, self.p["state_rows"], self.p["state_cols"], autocast=self.autocast)
+        return state_logits(model, *self.inputs, self.p["state_rows"], self.p["state_cols"],
+                            autocast=self.autocast)
 
     def finish(self, model, run_dir=None, step: int = 0) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         """Diagnose the step just taken (call right after ``optimizer.step()``); with ``run_dir``, also
@@ -239,7 +242,8 @@ def diagnose_step(
         "diag/r2_tab": r2_score(obs, dh_tab),
         "diag/slope_first": float(((first - first.mean()) * (obs - obs.mean())).sum() / var_first)
         if var_first > 0 else float("nan"),
-        "diag/corr_tab": float(torch.corrcoef(torch.stack([obs, tab_unit]))[0, 1]) if n_states > 1 else float("nan"),
+        "diag/corr_tab": float(torch.corrcoef(torch.stack([obs, tab_unit]))[0, 1])
+        if n_states > 1 else float("nan"),
         "diag/eta_eff": eta_eff,
         "diag/sign_acc_first": _sign_acc(obs, first),
         "diag/sign_acc_second": _sign_acc(obs, second),

@@ -271,13 +271,15 @@ class MetricsWriter:
             self._tb = SummaryWriter(str(tensorboard_dir))
 
     def truncate_from(self, step: int) -> None:
-        """Keep only lines with ``step < step`` (atomically rewritten)."""
+        """Keep only lines with ``step < step`` (atomically rewritten; a torn last line, left by a killed run,
+        is dropped with a warning; any other bad line is an error naming file and line)."""
         if not self.path.exists():
             return
         from rundir.files import atomic_write_text
+        from rundir.logs import read_records
 
-        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] < step]
-        atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
+        keep = [rec for rec in read_records(self.path) if rec.get(STEP, step) < step]
+        atomic_write_text(self.path, "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in keep))
 
     def write(self, record: dict) -> None:
         """Append one line; ``record`` must contain ``step`` and only documented keys."""

@@ -56,7 +56,8 @@ def build_default_policy(seed: int = 0, **sizes):
     """
     tok = build_char_tokenizer()
     cfg = default_model_config(len(tok), **sizes)
-    cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = tok.pad_token_id, tok.bos_token_id, tok.eos_token_id
+    cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = (
+        tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(cfg)
@@ -91,10 +92,37 @@ def save_policy(model, tokenizer, path: str | os.PathLike) -> Path:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``'auto'`` -> cuda if available else cpu; otherwise ``torch.device(device)``."""
+    """``'auto'`` -> cuda if available else cpu; otherwise ``torch.device(device)``.
+
+    Raises:
+      ValueError: an unknown device string, or a CUDA device on a machine without one (or with fewer).
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as err:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
         raise ValueError(f"invalid device {device!r}; use auto, cpu, cuda or cuda:N") from err
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise ValueError(f"device {device!r} is not available here ({n} CUDA device(s)); "
+                             "use --device cpu or auto")
+    return dev
+
+
+#: the size knobs of :func:`default_model_config` (``PretrainConfig.model_sizes`` / ``--model-size``)
+MODEL_SIZE_KEYS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                   "max_positions")
+
+
+def check_model_sizes(sizes: dict) -> dict:
+    """``sizes`` if every key is one of :data:`MODEL_SIZE_KEYS` and the sizes make a valid model
+    (positive ints, heads dividing the hidden size); ``ValueError`` naming the bad key or value otherwise."""
+    if not isinstance(sizes, dict):
+        raise ValueError(f"model sizes must be a dict, got {type(sizes).__name__}")
+    unknown = sorted(set(sizes) - set(MODEL_SIZE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown model size(s) {unknown}; valid keys: {', '.join(MODEL_SIZE_KEYS)}")
+    default_model_config(1, **sizes)  # validates the values; builds no model
+    return sizes

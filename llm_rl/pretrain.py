@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from rundir.files import TEMP_SUFFIX, atomic_write_json, environment_info, sweep_stale_temps, temp_prefix
 
 from .evaluate import evaluate
-from .model import build_default_policy, save_policy
+from .model import build_default_policy, check_model_sizes, save_policy
 from .rollout import encode_prompts, position_ids_from_mask
 from .tasks import TASKS, make_splits, make_task
 
@@ -105,13 +105,16 @@ class PretrainConfig:
             raise ValueError("wrong_frac + misconception_frac must be < 1 (some examples must be correct)")
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
+        check_model_sizes(self.model_sizes)
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of this config (plus the recipe version and the content hash of
         every file named by a ``*_path`` task knob, so an edited prompt file is never served stale)."""
-        files = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest() for k, v in sorted(self.task_knobs.items())
+        files = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest()
+                 for k, v in sorted(self.task_knobs.items())
                  if k.endswith("_path") and isinstance(v, str) and Path(v).is_file()}
-        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self), **({"files": files} if files else {})},
+        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self),
+                           **({"files": files} if files else {})},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -199,11 +202,13 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, progress: bo
     metrics.update(wall_s=time.time() - t0, final_loss=loss_ema)
     save_policy(model, tok, out_dir)
     atomic_write_json(Path(out_dir) / "pretrain.json",
-                      {"config": config, "digest": config.digest(), "val": metrics, "environment": environment_info()})
+                      {"config": config, "digest": config.digest(), "val": metrics,
+                       "environment": environment_info()})
     return metrics
 
 
-def get_or_pretrain(config: PretrainConfig, *, force: bool = False, progress: bool = True) -> tuple[Path, dict]:
+def get_or_pretrain(config: PretrainConfig, *, force: bool = False,
+                    progress: bool = True) -> tuple[Path, dict]:
     """Path of the cached warm start for ``config`` (pretraining it first if absent or ``force``).
 
     Returns:

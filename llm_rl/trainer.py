@@ -53,12 +53,14 @@ import theory
 from theory.advantages import group_advantages, zero_variance_groups
 from theory.objectives import get_objective, validate_objective_params
 from rundir.files import save_run_config
+from rundir.ownership import claim_run_dir
 
-from .checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .distributed import gather_objects, init_distributed
 from .evaluate import evaluate
-from .metrics import (COV_BATCH_MEAN, ENTROPY_TOKEN_MEAN, ENTROPY_TRAIN, REWARD_MEAN, REWARD_RAW_MEAN,
+from .metrics import (COV_BATCH_MEAN, ENTROPY_TOKEN_MEAN, ENTROPY_TRAIN, OPTIM_UPDATES, REWARD_MEAN,
+                      REWARD_RAW_MEAN,
                       ROLLOUT_GROUPS, ROLLOUT_GROUPS_DROPPED, ROLLOUT_RESPONSE_LEN, ROLLOUT_ROUNDS,
                       ROLLOUT_TOKENS, STEP, TIME_ROLLOUT, TIME_SCORE, TIME_STEP, TIME_UPDATE, TIME_VAL,
                       VAL_ACC, VAL_ACC_SAMPLED, VAL_ACC_T1, VAL_ENTROPY, VAL_RESPONSE_LEN, MetricsWriter)
@@ -67,7 +69,8 @@ from .model import load_policy, resolve_device
 from .rollout import Rollout, concat_rollouts, generate, score_rows, sequence_entropy
 from .tasks import make_splits, make_task
 from .tokenizer import warn_unknown_characters
-from .update import NonFiniteLossError, PolicyUpdate, RolloutBatch
+from .resume import NoUpdatesError, check_resumable
+from .update import NON_FINITE_ADVICE, NonFiniteLossError, PolicyUpdate, RolloutBatch
 
 
 class Trainer:
@@ -76,24 +79,42 @@ class Trainer:
     Args:
       config: the run configuration (``config.model`` must name a model directory).
       out_dir: run directory (config.json, metrics.jsonl, checkpoint.pt, final model in ``model/``).
-      resume: continue from ``out_dir/checkpoint.pt`` (the config must be the saved one).
+      resume: continue the run saved in ``out_dir`` from its ``checkpoint.pt``; ``config`` must equal the
+        saved one (a difference is a :class:`rundir.ownership.RunDirError` naming each setting) except
+        ``steps`` when ``extend`` is set.
+      overwrite: ``out_dir`` holds a run that is to be deleted first (without it, and without ``resume``,
+        a folder holding a run is an error: a run folder is owned by one run).
+      extend: with ``resume``, allow a larger ``steps`` than the saved run's (continue a finished run).
       progress: show a tqdm progress bar.
+
+    The main process holds ``out_dir/.lock`` from construction to the end of :meth:`train` (or
+    :meth:`close`): a second live writer in the same folder fails at once.
     """
 
     # ------------------------------------------------------------------------------------------------
     # setup: model, reference, data, optimizer, RNGs, run directory, the update step
     # ------------------------------------------------------------------------------------------------
 
-    def __init__(self, config: TrainConfig, out_dir, *, resume: bool = False, progress: bool = True):
+    def __init__(self, config: TrainConfig, out_dir, *, resume: bool = False, overwrite: bool = False,
+                 extend: bool = False, progress: bool = True):
         if not isinstance(config, TrainConfig):
             raise ValueError("config must be a TrainConfig")
         if not config.model:
             raise ValueError("config.model must name a model directory (see llm_rl.pretrain.get_or_pretrain)")
-        self.cfg, self.out = config, Path(out_dir)
+        self.cfg, self.out = config, Path(out_dir).resolve()
         self.progress = progress
+        self.lock = None
         self.objective_name = resolve_objective_name(config.objective.name)
         self.objective = get_objective(self.objective_name)
         self.dist = init_distributed(config.device)
+        # bad data, then a refused run folder, fail before any model is loaded
+        self.task = make_task(config.data.task, **config.data.task_knobs)
+        self.train_set, self.val_set = make_splits(self.task, config.data.n_train, config.data.n_val,
+                                                   config.data.split_seed)
+        if self.dist.is_main:
+            self.lock = claim_run_dir(self.out, resume=resume, overwrite=overwrite, what="training run")
+            if resume:
+                check_resumable(self.out, config, extend=extend)
         self.device = resolve_device(config.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -102,9 +123,6 @@ class Trainer:
         self.ref_model = None
         if config.objective.ref_kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.task = make_task(config.data.task, **config.data.task_knobs)
-        self.train_set, self.val_set = make_splits(self.task, config.data.n_train, config.data.n_val,
-                                                   config.data.split_seed)
         warn_unknown_characters(self.tok, [p.prompt for p in self.train_set + self.val_set])
         self.max_new = config.rollout.max_new_tokens or self.task.max_response_chars
         o = config.optim
@@ -144,6 +162,11 @@ class Trainer:
                                    generators=self.gens, dist=self.dist, device=self.device,
                                    autocast=self.autocast, max_new=self.max_new, out=self.out)
 
+    def close(self) -> None:
+        """Release the run folder (done by :meth:`train` when it returns or raises)."""
+        if self.lock is not None:
+            self.lock.release()
+
     def _restore(self):
         ck = load_checkpoint(self.out)
         self.model.load_state_dict(ck["model"])
@@ -154,9 +177,18 @@ class Trainer:
         if self.writer is not None:
             self.writer.truncate_from(self.step)
 
+    def _check_weights_finite(self, what: str) -> None:
+        """Never write non-finite weights: raise before a checkpoint or the final model is saved."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise NonFiniteLossError(f"the weights are non-finite after step {self.step - 1}; {what} was not "
+                                     f"written and the last good checkpoint ({self.out / CHECKPOINT_NAME}) "
+                                     "is "
+                                     f"kept. To continue: {NON_FINITE_ADVICE}")
+
     def _save(self):
         if not self.dist.is_main:
             return
+        self._check_weights_finite("the checkpoint")
         save_checkpoint(self.out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                         generators=self.gens, step=self.step, cursor=self.cursor)
 
@@ -168,8 +200,8 @@ class Trainer:
         """``n`` training problems from a seeded shuffled order, advancing the (checkpointed) cursor."""
         out = []
         while len(out) < n:
-            perm = torch.randperm(len(self.train_set),
-                                  generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.cursor["epoch"]))
+            order = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.cursor["epoch"])
+            perm = torch.randperm(len(self.train_set), generator=order)
             take = perm[self.cursor["pos"]:self.cursor["pos"] + n - len(out)].tolist()
             out += [self.train_set[i] for i in take]
             self.cursor["pos"] += len(take)
@@ -196,7 +228,8 @@ class Trainer:
         if g1 > g0:
             reps = [p for p in batch[g0:g1] for _ in range(n)]
             ro = generate(self.model, self.tok, [p.prompt for p in reps], max_new_tokens=self.max_new,
-                          temperature=rc.temperature, row_seeds=self._row_seeds(round_, range(g0 * n, g1 * n)))
+                          temperature=rc.temperature,
+                          row_seeds=self._row_seeds(round_, range(g0 * n, g1 * n)))
             rewards = torch.tensor([self.task.verify(p, t) for p, t in zip(reps, ro.texts)])
             part = (ro, rewards)
             if self.dist.enabled:
@@ -224,7 +257,8 @@ class Trainer:
             parts, rewards = self._sample_groups(batch, rounds)
             raw_rewards.append(rewards)
             n_tok += sum(int(r.response_mask.sum()) for r, _ in parts)
-            flat = zero_variance_groups(rewards, n) if rc.dynamic_sampling else torch.zeros(len(batch), dtype=torch.bool)
+            flat = (zero_variance_groups(rewards, n) if rc.dynamic_sampling
+                    else torch.zeros(len(batch), dtype=torch.bool))
             dropped += int(flat.sum())
             keep_rows = {g * n + j for g in range(len(batch)) if not flat[g] for j in range(n)}
             kept_rewards.append(rewards[sorted(keep_rows)])  # concat order: global row order per round
@@ -262,7 +296,22 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------
 
     def train(self) -> list[dict]:
-        """Run from ``self.step`` to ``config.steps``; returns the metric records written by this call."""
+        """Run from ``self.step`` to ``config.steps``; returns the metric records written by this call.
+
+        Raises:
+          NonFiniteLossError: a log-probability, loss, gradient or weight became NaN/inf (nothing
+            non-finite is applied or saved).
+          NoUpdatesError: every rollout step of this call dropped all its groups, so the policy never
+            changed (all rewards of every group equal).
+        """
+        try:
+            return self._train()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            self.close()
+
+    def _train(self) -> list[dict]:
         from tqdm.auto import tqdm
 
         c, n = self.cfg, self.cfg.rollout.group_size
@@ -272,7 +321,7 @@ class Trainer:
         for _ in bar:
             t_step = time.time()
             rec = {STEP: self.step}
-            # ---------------------------------------------------------------- validation (policy before update)
+            # ------------------------------------------------------------ validation (policy before update)
             t0 = time.time()
             if self.step % c.val_every == 0 and self.dist.is_main:
                 rec.update(self._validate())
@@ -283,12 +332,13 @@ class Trainer:
             rec.update(info)
             rec[TIME_ROLLOUT] = time.time() - t0
             if ro is not None:
-                # ------------------------------------------------------------ score: π_old, entropy, reference
+                # -------------------------------------------------------- score: π_old, entropy, reference
                 t0 = time.time()
                 old_lp, ent = self._score_rows(self.model, ro, with_entropy=True)
                 ref_lp = self._score_rows(self.ref_model, ro) if self.ref_model is not None else None
                 mask = ro.response_mask
-                adv = group_advantages(rewards, n, c.objective.advantage).to(self.device)[:, None].repeat(1, mask.shape[1])
+                adv = group_advantages(rewards, n, c.objective.advantage).to(self.device)
+                adv = adv[:, None].repeat(1, mask.shape[1])  # [B] -> [B, R], per token
                 rec[ENTROPY_TRAIN] = float(sequence_entropy(ent, mask))
                 rec[ENTROPY_TOKEN_MEAN] = float((ent * mask).sum() / mask.sum().clamp_min(1))
                 cov = theory.token_covariance(old_lp, adv, mask)
@@ -306,20 +356,26 @@ class Trainer:
             if self.writer is not None:
                 self.writer.write(rec)
             records.append(rec)
-            bar.set_postfix(H=f"{rec.get(ENTROPY_TRAIN, float('nan')):.3f}",
-                            R=f"{rec.get(REWARD_MEAN, float('nan')):.2f}")
+            if ENTROPY_TRAIN in rec:  # a step whose groups were all dropped has neither
+                bar.set_postfix(H=f"{rec[ENTROPY_TRAIN]:.3f}", R=f"{rec[REWARD_MEAN]:.2f}")
             if self.step % c.checkpoint_every == 0 or self.step == c.steps:
                 self._save()
+        if records and not any(r.get(OPTIM_UPDATES) for r in records):
+            raise NoUpdatesError(
+                f"no optimizer update in {len(records)} rollout step(s): every group of every step had equal "
+                f"rewards (all right or all wrong; {records[-1].get(ROLLOUT_GROUPS_DROPPED, 0)} group(s) "
+                "dropped in the last step), so the policy never changed. Use a task the model solves "
+                "sometimes, a larger --group-size or more --max-sampling-rounds")
         if self.step == c.steps and self.dist.is_main:  # final policy: one extra line with step == steps
+            self._check_weights_finite("the final model")
             final = {STEP: c.steps, **self._validate()}
             self.writer.truncate_from(c.steps)
             self.writer.write(final)
             records.append(final)
             self.model.save_pretrained(self.out / "model")
             self.tok.save_pretrained(self.out / "model")
-        if self.writer is not None:
-            self.writer.close()
         return records
 
 
-__all__ = ["NonFiniteLossError", "OBJECTIVE_ALIASES", "SELECTION_OBJECTIVES", "Trainer", "resolve_objective_name"]
+__all__ = ["NoUpdatesError", "NonFiniteLossError", "OBJECTIVE_ALIASES", "SELECTION_OBJECTIVES", "Trainer",
+           "resolve_objective_name"]

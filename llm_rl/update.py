@@ -41,7 +41,21 @@ from .rollout import Rollout, score, score_rows
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/inf; the run stops and the last checkpoint (written before it) is kept."""
+    """A log-probability, the loss or the gradient became NaN/inf: the run stops before the optimizer
+    applies it, so the weights and the last checkpoint stay finite (the message names both)."""
+
+
+#: what to change when the update diverges (named in every non-finite error)
+NON_FINITE_ADVICE = ("lower the learning rate (--lr), keep gradient clipping on (--grad-clip > 0) or use "
+                     "fewer/larger mini-batches (--num-minibatches)")
+
+
+def non_finite_error(what: str, step: int, objective: str, out: Path) -> NonFiniteLossError:
+    """The one message of every non-finite stop: what was non-finite, at which step, what was kept."""
+    ck = out / CHECKPOINT_NAME
+    where = f"the last good checkpoint {ck} is kept" if ck.exists() else "no checkpoint had been written yet"
+    return NonFiniteLossError(f"non-finite {what} at step {step} (objective {objective}); the run stopped "
+                              f"without applying this update; {where}. To continue: {NON_FINITE_ADVICE}")
 
 
 @dataclass
@@ -100,7 +114,7 @@ class PolicyUpdate:
         for i, mini in enumerate(self.minibatches(batch.ro.response_mask.shape[0])):
             self.accumulate_gradients(batch, mini, metrics, step=step)
             probe = self.start_probe(batch, mini, step) if i == 0 and self.diagnose_now(step) else None
-            self.optimizer_step(metrics)
+            self.optimizer_step(metrics, step=step)
             if probe is not None:
                 diagnosed, _ = probe.finish(self.model, self.out, step)
         return {**metrics.result(self.dist), **diagnosed}
@@ -136,7 +150,7 @@ class PolicyUpdate:
         o, oc = self.cfg.optim, self.cfg.objective
         mask = batch.ro.response_mask
         denom = global_denominator(mask[mini], oc.agg_mode, norm_constant=float(len(mini) * self.max_new))
-        stats = self.selection_stats(batch, mini)
+        stats = self.selection_stats(batch, mini, step=step)
         a, b = self.dist.block(len(mini))
         mine = mini[a:b]
         bad = torch.zeros((), device=self.device)
@@ -152,14 +166,9 @@ class PolicyUpdate:
             loss.backward()
             metrics.add_micro_batch(met, tokens=float(mask[rows].sum()))
         if bool(all_reduce_sum_(bad, self.dist) > 0):
-            ck = self.out / CHECKPOINT_NAME
-            where = (f"the last good checkpoint is {ck}" if ck.exists()
-                     else "no checkpoint had been written yet")
-            raise NonFiniteLossError(f"non-finite log-probabilities or loss at step {step} (objective "
-                                     f"{self.objective_name}); the run stopped without applying this update; "
-                                     f"{where}")
+            raise non_finite_error("log-probabilities or loss", step, self.objective_name, self.out)
 
-    def selection_stats(self, batch: RolloutBatch, mini: torch.Tensor):
+    def selection_stats(self, batch: RolloutBatch, mini: torch.Tensor, *, step: int):
         """Clip-/KL-Cov token selection over the whole mini-batch ``mini`` (``theory.objectives.
         compute_cov_stats`` on current log-probs from a no-grad forward, all-gathered across ranks);
         ``None`` for objectives that select nothing."""
@@ -167,6 +176,8 @@ class PolicyUpdate:
             return None
         cur = score_rows(self.model, batch.ro, mini, micro_batch_size=self.cfg.optim.micro_batch_size,
                          autocast=self.autocast, dist=self.dist, device=self.device)
+        if not bool(torch.isfinite(cur[batch.ro.response_mask[mini]]).all()):  # same on every rank (gathered)
+            raise non_finite_error("log-probabilities", step, self.objective_name, self.out)
         return compute_cov_stats(cur, batch.old_lp[mini], batch.adv[mini], batch.ro.response_mask[mini],
                                  objective=self.objective_name, generator=self.gens["selection"],
                                  **self.cfg.objective.params)
@@ -208,13 +219,21 @@ class PolicyUpdate:
     # update: one optimizer step
     # ------------------------------------------------------------------------------------------------
 
-    def optimizer_step(self, metrics: UpdateMetrics) -> None:
+    def optimizer_step(self, metrics: UpdateMetrics, *, step: int) -> None:
         """SUM all-reduce of the accumulated gradients across ranks, clip their global norm to
-        ``grad_clip`` (none when 0), then one optimizer step and one learning-rate-schedule step."""
+        ``grad_clip`` (none when 0), then one optimizer step and one learning-rate-schedule step.
+
+        Raises:
+          NonFiniteLossError: the global gradient norm is NaN/inf (after the all-reduce it is the same on
+            every rank, so every rank raises); nothing is applied.
+        """
         o = self.cfg.optim
         all_reduce_grads_(self.model.parameters(), self.dist)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                    o.grad_clip if o.grad_clip > 0 else float("inf"))
+        if not bool(torch.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise non_finite_error("gradient (global norm)", step, self.objective_name, self.out)
         self.optimizer.step()
         self.scheduler.step()
         metrics.add_optimizer_step({OPTIM_GRAD_NORM: float(grad_norm), OPTIM_UPDATES: 1,

@@ -140,7 +140,8 @@ class _TruncateLongMessages(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         if len(msg) > LOG_MESSAGE_MAX_CHARS:
-            record.msg = f"{msg[:LOG_MESSAGE_MAX_CHARS]}... [{len(msg) - LOG_MESSAGE_MAX_CHARS} more characters]"
+            record.msg = (f"{msg[:LOG_MESSAGE_MAX_CHARS]}... "
+                          f"[{len(msg) - LOG_MESSAGE_MAX_CHARS} more characters]")
             record.args = None
         return True
 

@@ -1,6 +1,7 @@
 """The paper's claims next to our measured numbers, with a verdict (holds / partly / does not hold).
 
-Each claim is declared once in :data:`CLAIMS` as a :class:`ClaimSpec`: the claim, its paper reference,
+Each claim is declared once in :data:`CLAIMS` as a :class:`~reproduce.claim_rules.ClaimSpec`:
+the claim, its paper reference,
 the paper's number (text), how ours is measured from the :class:`Evidence` (the typed figure results of
 :mod:`figures.draw`, the rows of ``theory.verify.run_checks`` and the Table 1 analogue
 ``fig_covariance.covariance_percentiles``) and the :class:`Rule` that grades it, whose thresholds the
@@ -12,138 +13,14 @@ Table 1), §4.3 (Table 2, Fig. 11), Figs. 9, 10, 12.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Any, Callable
 
 import numpy as np
 
 from figures.fig_covariance import Table1Result
 from figures.results import FigureResults, Score, Variant
 
-HOLDS, PARTLY, FAILS, NA = "holds", "partly", "does not hold", "not measured"
-NOT_IN_QUICK = "not measured in quick (runs in --profile full)"
-"""what an LLM claim without data says under ``--profile quick`` (its runs are in ``--profile full``)"""
-NAN = float("nan")
-
-
-def _fin(x) -> bool:
-    return x is not None and isinstance(x, (int, float, np.floating)) and math.isfinite(float(x))
-
-
-def grade(x, holds_if, partly_if) -> str:
-    """Verdict for a number: ``holds_if(x)`` -> holds, ``partly_if(x)`` -> partly, else does not hold."""
-    if not _fin(x):
-        return NA
-    return HOLDS if holds_if(x) else PARTLY if partly_if(x) else FAILS
-
-
-def pct(x, digits: int = 0) -> str:
-    """``0.731`` -> ``"73%"``; non-finite -> ``"n/a"``."""
-    return f"{100 * x:.{digits}f}%" if _fin(x) else "n/a"
-
-
-def num(x, fmt: str = ".3g") -> str:
-    return format(float(x), fmt) if _fin(x) else "n/a"
-
-
-def _mean(xs):
-    xs = [x for x in xs if _fin(x)]
-    return float(np.mean(xs)) if xs else NAN
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Everything a claim is measured from (``verify_rows``: ``theory.verify.run_checks`` rows)."""
-
-    figures: FigureResults
-    verify_rows: tuple = ()
-    table1: Table1Result | None = None
-
-
-@dataclass(frozen=True)
-class Measured:
-    """Our measurement of a claim: the value its rule judges (a number or a tuple) and its text."""
-
-    value: Any
-    ours: str
-
-
-@dataclass(frozen=True)
-class Rule:
-    """How a measured value is graded: ``holds(value)`` -> holds, else ``partly(value)`` -> partly, else
-    does not hold; "not measured" when ``value`` is None or ``judged(value)`` is false. Without
-    ``judged``, the value is one number graded by :func:`grade` (not finite: not measured). ``text``
-    states the thresholds."""
-
-    holds: Callable[[Any], bool]
-    partly: Callable[[Any], bool]
-    text: str
-    judged: Callable[[Any], bool] | None = None
-
-    def verdict(self, value) -> str:
-        if value is None or self.judged is None:
-            return NA if value is None else grade(value, self.holds, self.partly)
-        if not self.judged(value):
-            return NA
-        return HOLDS if self.holds(value) else PARTLY if self.partly(value) else FAILS
-
-
-def at_least(holds: float, partly: float, text: str) -> Rule:  # x >= holds: holds, x >= partly: partly
-    return Rule(lambda x: x >= holds, lambda x: x >= partly, text)
-
-
-@dataclass(frozen=True)
-class Absent:
-    """The row a claim shows when its figure was not drawn (``ref`` / ``paper`` None: the claim's)."""
-
-    ours: str
-    rule: str = ""
-    ref: str | None = None
-    paper: str | None = None
-
-
-@dataclass(frozen=True)
-class ClaimRow:
-    """One row of the claims table: the claim, where in the paper (section, figure, table, equation),
-    the paper's number and ours (text), the verdict (:data:`HOLDS`, :data:`PARTLY`, :data:`FAILS` or
-    :data:`NA`) and a note: the rule's thresholds (the table's ``rule`` column)."""
-
-    claim: str
-    ref: str
-    paper: str
-    ours: str
-    verdict: str
-    note: str
-
-
-@dataclass(frozen=True)
-class ClaimSpec:
-    """One claim, declared once: ``measure`` gives ours from the evidence (None when the figure behind
-    it was not drawn: then the row is ``absent``'s, or left out when ``absent`` is None) and ``rule``
-    grades it. ``llm``: a claim about LLM runs (ungraded under ``--profile quick``, it says
-    :data:`NOT_IN_QUICK`)."""
-
-    claim: str
-    ref: str
-    paper: str
-    measure: Callable[[Evidence], Measured | None]
-    rule: Rule
-    llm: bool = False
-    absent: Absent | None = None
-
-    def row(self, ev: Evidence, profile: str = "") -> ClaimRow | None:
-        """This claim's row for ``ev`` (None when it is left out)."""
-        m, a = self.measure(ev), self.absent
-        if m is not None:
-            row = ClaimRow(self.claim, self.ref, self.paper, m.ours, self.rule.verdict(m.value),
-                           self.rule.text)
-        elif a is not None:
-            row = ClaimRow(self.claim, a.ref or self.ref, a.paper or self.paper, a.ours, NA, a.rule)
-        else:
-            return None
-        quick_na = profile == "quick" and self.llm and row.verdict == NA
-        return replace(row, ours=NOT_IN_QUICK) if quick_na else row
-
+from .claim_rules import (NAN, Absent, ClaimRow, ClaimSpec, Evidence, Measured, Rule, at_least, finite_mean,
+                          is_finite, num, pct)
 
 GAIN = Rule(lambda x: x >= 0.02, lambda x: x > 0, "+2 pts holds, >0 partly")
 R2_LAW = at_least(0.8, 0.5, "R² >= 0.8 holds, >= 0.5 partly")
@@ -165,7 +42,7 @@ def _drawn(figure: str, v: Variant, fn, *args):
 
 def _accs(d) -> tuple[float, float]:
     """Mean accuracy at the start and at the end of the runs of a collapse result."""
-    return _mean([r.acc_start for r in d.runs]), _mean([r.acc_end for r in d.runs])
+    return finite_mean([r.acc_start for r in d.runs]), finite_mean([r.acc_end for r in d.runs])
 
 
 def _acc_rise(d, ev=None, suffix: str = "") -> Measured:
@@ -178,7 +55,7 @@ def _collapse_claims(v: Variant) -> list[ClaimSpec]:
     where, llm = WHERE[v], v is LLM
 
     def drop(d, ev):
-        x = _mean([r.entropy_drop for r in d.runs])
+        x = finite_mean([r.entropy_drop for r in d.runs])
         return Measured(x, f"{pct(x)} drop ({len(d.runs)} runs)")
 
     def rise(d, ev):  # the LLM row says when R is sampled accuracy
@@ -186,7 +63,7 @@ def _collapse_claims(v: Variant) -> list[ClaimSpec]:
         return _acc_rise(d, suffix=" (T=0.6 samples)" if sampled else "")
 
     def reward(d, ev):
-        r0, r1 = _mean([r.reward_start for r in d.runs]), _mean([r.reward_end for r in d.runs])
+        r0, r1 = finite_mean([r.reward_start for r in d.runs]), finite_mean([r.reward_end for r in d.runs])
         return Measured(r1 - r0, f"{pct(r0, 1)} -> {pct(r1, 1)} (first / last 10% of steps)")
 
     def entropy_share(d, ev, i):
@@ -194,7 +71,7 @@ def _collapse_claims(v: Variant) -> list[ClaimSpec]:
 
     def gain_share(d, ev, i):  # no accuracy gain: no share of it ("does not hold")
         a0, a1 = _accs(d)
-        gained = _fin(a0) and _fin(a1) and a1 > a0
+        gained = is_finite(a0) and is_finite(a1) and a1 > a0
         g = float(d.gain_share[i]) if gained else NAN
         return Measured((gained, g), pct(g) if gained else "n/a (no gain)")
 
@@ -209,7 +86,7 @@ def _collapse_claims(v: Variant) -> list[ClaimSpec]:
     text = "ours >= paper-15pts holds, >= paper/2 partly"
     for i, (frac, pe, pg) in enumerate((("1/12", 0.73, 0.76), ("1/3", 0.94, 0.93))):
         gain_rule = Rule(lambda x, p=pg: x[0] and x[1] >= p - 0.15, lambda x, p=pg: x[0] and x[1] >= p / 2,
-                         text, judged=lambda x: not x[0] or _fin(x[1]))
+                         text, judged=lambda x: not x[0] or is_finite(x[1]))
         specs += [ClaimSpec(f"share of entropy drop in first {frac} of steps ({where})", "§2.3, Fig. 2",
                             pct(pe), _drawn("collapse", v, entropy_share, i),
                             at_least(pe - 0.15, pe / 2, text), llm),
@@ -251,7 +128,7 @@ def _law_claims(v: Variant) -> list[ClaimSpec]:
                        "\"precisely\" (no R² given)", lambda ev: _law_fit(ev.figures.law.get(v)), R2_LAW,
                        llm),
              ClaimSpec(f"exponential form beats linear / power ({where}; beyond the paper)",
-                       "theory.md §1.15", "not tested", _drawn("law", v, forms),
+                       "docs/theory.md §1.15", "not tested", _drawn("law", v, forms),
                        Rule(lambda x: 2 * x[0] > x[1], lambda x: x[2] < 2,
                             "majority holds; all within 2 AIC partly", judged=lambda x: True), llm)]
     if llm:
@@ -283,7 +160,7 @@ def _by_accuracy(ev) -> Measured:
     """Fig. 8 right: mean covariance of the low / mid / high accuracy bins."""
     cov = ev.figures.covariance
     means = [b.mean if b.n else NAN for b in cov.by_accuracy.bins.values()] if cov else []
-    if len(means) == 3 and all(_fin(x) for x in means):
+    if len(means) == 3 and all(is_finite(x) for x in means):
         lo, mid, hi = means
         return Measured((lo, mid, hi), f"low {lo:.3g} / mid {mid:.3g} / high {hi:.3g}")
     return Measured(None, "n/a")
@@ -307,7 +184,7 @@ def _method_claims(v: Variant) -> list[ClaimSpec]:
         def fn(ev):
             o, g = pair(ev, name)
             b = getattr(g, series).final.mean if g else NAN
-            x = getattr(o, series).final.mean / b if (o and g and _fin(b) and b > 0) else NAN
+            x = getattr(o, series).final.mean / b if (o and g and is_finite(b) and b > 0) else NAN
             return Measured(x, f"{num(x, '.2f')}x")
         return fn
 
@@ -317,13 +194,13 @@ def _method_claims(v: Variant) -> list[ClaimSpec]:
             if not (o and g):
                 return Measured(None, "n/a")
             (mo, ho, _), (mg, hg, _) = o.acc.final, g.acc.final
-            diff, half = mo - mg, math.sqrt(ho**2 + hg**2) if _fin(ho) and _fin(hg) else NAN
-            ci = f" ± {100 * half:.1f}" if _fin(half) else " (1 seed)"
+            diff, half = mo - mg, math.sqrt(ho**2 + hg**2) if is_finite(ho) and is_finite(hg) else NAN
+            ci = f" ± {100 * half:.1f}" if is_finite(half) else " (1 seed)"
             return Measured((diff, half), f"{100 * diff:+.1f} pts{ci}")
         return fn
 
-    ci_rule = Rule(lambda x: x[0] > 0 and _fin(x[1]) and x[0] > x[1], lambda x: x[0] > 0,
-                   "> 0 with 95% CI excluding 0 holds, > 0 partly", judged=lambda x: _fin(x[0]))
+    ci_rule = Rule(lambda x: x[0] > 0 and is_finite(x[1]) and x[0] > x[1], lambda x: x[0] > 0,
+                   "> 0 with 95% CI excluding 0 holds, > 0 partly", judged=lambda x: is_finite(x[0]))
     specs = []
     for name, paper_ratio, paper_acc in (("kl_cov", "> 10x (0.2 vs 0.02)", "+2.0 (7B), +6.4 (32B)"),
                                          ("clip_cov", "~4-7x (0.08-0.15 vs 0.02)", "+1.8 (7B), +4.5 (32B)")):
@@ -407,7 +284,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               "higher entropy, lower acc (Fig. 10)", _sweep("ref_kl_coef", lambda ratio, acc: (ratio, acc)),
               Rule(lambda x: x[0] > 1 and x[1] < 0, lambda x: x[0] > 1, SWEEP_RULE, judged=lambda x: True),
               llm=True, absent=NO_SWEEP),
-    ClaimSpec("first-order error is O(eta^2) (simulator; beyond the paper)", "Lemma 1, theory.md §1.5",
+    ClaimSpec("first-order error is O(eta^2) (simulator; beyond the paper)", "Lemma 1, docs/theory.md §1.5",
               "slope 2 (implied)", lambda ev: Measured(x := _theory(ev), f"slope {num(x, '.2f')}"),
               Rule(lambda x: abs(x - 2) <= 0.2, lambda x: abs(x - 2) <= 0.5, "|slope-2| <= 0.2 holds")),
     ClaimSpec("predicted vs observed dH per step (tabular LM)", "Thm. 1/2", "Lemma 1",
@@ -419,7 +296,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("Lemma 1 predicts each token state's dH of an update (LLM; beyond the paper)", "Lemma 1",
               "(checked only as curve shapes, Fig. 8)", _lemma1, PER_STATE, llm=True),
     ClaimSpec("tabular theory (no function approximation) predicts per-state dH (LLM; beyond the paper)",
-              "Thm. 1, theory.md §1.8", "(assumed)",
+              "Thm. 1, docs/theory.md §1.8", "(assumed)",
               lambda ev: Measured(x := _dynamics(ev, "median_r2_tab"),
                                   f"median R² {num(x, '.2f')} with eta_eff fitted"), PER_STATE, llm=True),
     ClaimSpec("a few tokens carry extreme Cov: top-0.2% / top-50% mean (LLM)", "Table 1",

@@ -64,7 +64,8 @@ def _train(name: str, size: str, objective: str, seed: int, steps: int, val_ever
            extra: list[str] | tuple = (), **tags) -> Spec:
     args = ["--task", TASK, "--model", MODEL_PLACEHOLDER, "--objective", objective, "--steps", str(steps),
             "--seed", str(seed), "--val-every", str(val_every), "--n-val", "128",
-            "--checkpoint-every", str(steps), "--diagnose-every", str(DIAGNOSE_EVERY), *RL_ARGS, *METHOD_PARAMS.get(objective, []), *extra]
+            "--checkpoint-every", str(steps), "--diagnose-every", str(DIAGNOSE_EVERY), *RL_ARGS,
+            *METHOD_PARAMS.get(objective, []), *extra]
     return Spec(name, "train", tuple(args), needs=f"pretrain-{size}",
                 tags={"size_name": size, "objective": objective, "seed": seed, **tags}, est_s=est)
 
@@ -79,7 +80,8 @@ def _sim_lm(name, objective, steps, instances, est, *extra, **tags) -> Spec:
                 "--instances", str(instances), "--init", "random", "--init-scale", "1.0", *extra, **tags)
 
 
-def _sims(steps: int, instances: int, est: float, sweep_ratios=(0.02, 0.05), sweep_coefs=(0.1, 5.0)) -> list[Spec]:
+def _sims(steps: int, instances: int, est: float, sweep_ratios=(0.02, 0.05),
+          sweep_coefs=(0.1, 5.0)) -> list[Spec]:
     """Tabular-LM GRPO runs (24 tokens per prompt and step, so Clip-Cov's ratio must be large to select
     more than one token: 0.2 needs ``allow_large_ratio``) and exact-PG bandit runs for the step-size test."""
     specs = [_sim_lm("sim-lm-grpo", "ppo_clip", steps, instances, est, group="methods", sim_method="grpo"),
@@ -124,9 +126,11 @@ def plan(profile: str) -> list[Spec]:
                                 group="methods"))
     ent_coefs, kl_coefs = ((), ()) if quick else ((1e-4, 1e-3, 5e-3, 1e-2), (1e-3, 1e-2, 5e-2, 0.1))
     specs += [_train(f"llm-ent{c}-m96-s0", "m96", "grpo", 0, steps, val_every, t_est,
-                     ["--entropy-coef", str(c)], group="sweep", sweep="entropy_coef", value=c) for c in ent_coefs]
+                     ["--entropy-coef", str(c)], group="sweep", sweep="entropy_coef", value=c)
+              for c in ent_coefs]
     specs += [_train(f"llm-refkl{c}-m96-s0", "m96", "grpo", 0, steps, val_every, t_est,
-                     ["--ref-kl-coef", str(c)], group="sweep", sweep="ref_kl_coef", value=c) for c in kl_coefs]
+                     ["--ref-kl-coef", str(c)], group="sweep", sweep="ref_kl_coef", value=c)
+              for c in kl_coefs]
     if not quick:
         specs += [_train(f"llm-clip_cov{r}-m96-s0", "m96", "clip_cov", 0, steps, val_every, t_est,
                          ["--objective-param", f"clip_ratio={r}"], group="sweep", sweep="clip_cov",

@@ -25,7 +25,8 @@ from llm_rl.metrics import TOP_PERCENTS
 from rundir.files import atomic_write_text
 from rundir.finished import is_finished
 
-from .claims import claim_rows, num, pct
+from .claim_rules import num, pct
+from .claims import claim_rows
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -116,7 +117,8 @@ def _sweeps_section(results: FigureResults) -> str:
         where = "tabular LM" if variant is Variant.SIM else "LLM"
         for v in d.values:
             rows.append([d.sweep, where, f"{d.knob}={v.value:g}", num(v.final_entropy), pct(v.final_acc, 1)])
-    return _table(["sweep", "where", "setting", "final entropy", "final accuracy"], rows) if rows else "No sweeps."
+    return (_table(["sweep", "where", "setting", "final entropy", "final accuracy"], rows)
+            if rows else "No sweeps.")
 
 
 def _table1_section(table1: Table1Result | None, dynamics=None) -> str:
@@ -129,7 +131,8 @@ def _table1_section(table1: Table1Result | None, dynamics=None) -> str:
     if table1 is not None:
         c = table1.config
         rows.append(["ours (tabular LM)"] + [f"{x:.3g}" for x in table1.mean_cov])
-        text.append(f"Tabular LM: the first GRPO batch of the simulator (vocab {c['vocab']}, horizon {c['horizon']}, "
+        text.append(f"Tabular LM: the first GRPO batch of the simulator (vocab {c['vocab']}, "
+                    f"horizon {c['horizon']}, "
                     f"G={c['samples']}, {c['instances']} prompts, random initial logits with scale "
                     f"{c['init_scale']}, seed {c['seed']}; {table1.n_tokens} tokens; Eq. 10 centred per "
                     "prompt).")
@@ -151,20 +154,27 @@ def _dynamics_section(results: FigureResults) -> str:
     for r in d.runs:
         s = r.summary
         rows.append([r.label, f"{s['diagnosed_steps']:.0f}", f"{s['median_r2_first']:.4f}",
-                     f"{s.get('pooled_r2_first', float('nan')):.4f}", f"{s.get('pooled_r2_second', float('nan')):.4f}",
+                     f"{s.get('pooled_r2_first', float('nan')):.4f}",
+                     f"{s.get('pooled_r2_second', float('nan')):.4f}",
                      f"{s['median_sign_acc_first']:.3f}",
                      f"{s['median_rel_err_first']:.2e}", f"{s['median_rel_err_second']:.2e}",
-                     f"{s['median_r2_tab']:.3f}", f"{s['median_corr_tab']:.3f}", f"{s['median_sign_acc_tab']:.3f}",
+                     f"{s['median_r2_tab']:.3f}", f"{s['median_corr_tab']:.3f}",
+                     f"{s['median_sign_acc_tab']:.3f}",
                      f"{s['eta_eff_first']:.3g} → {s['eta_eff_last']:.3g}"])
-    return ("The paper checks Theorems 1-2 on LLMs by the similar shapes of two curves (Fig. 8). Here every token "
-            "state of a mini-batch is measured at each diagnosed update: observed ΔH over the full vocabulary "
+    return ("The paper checks Theorems 1-2 on LLMs by the similar shapes of two curves (Fig. 8). "
+            "Here every token "
+            "state of a mini-batch is measured at each diagnosed update: "
+            "observed ΔH over the full vocabulary "
             "against Lemma 1 applied to the measured logit change (first and second order), and against the "
-            "tabular theory −η_eff Σ A (S_a − E_π S), which ignores that a shared network moves states it did "
+            "tabular theory −η_eff Σ A (S_a − E_π S), "
+            "which ignores that a shared network moves states it did "
             "not sample (η_eff fitted per update). Medians are over diagnosed updates; pooled R² over all "
             "stored states, which the largest updates dominate (Adam's first step moves some logits far): "
-            "there the first-order term can miss while the second-order term (theory.md §1.4) still fits. "
+            "there the first-order term can miss "
+            "while the second-order term (docs/theory.md §1.4) still fits. "
             "Figure `dynamics` shows the first update.\n\n"
-            + _table(["run", "updates", "R² Lemma 1 (median)", "R² Lemma 1 (pooled)", "R² 2nd order (pooled)", "sign acc.",
+            + _table(["run", "updates", "R² Lemma 1 (median)", "R² Lemma 1 (pooled)", "R² 2nd order (pooled)",
+                      "sign acc.",
                       "rel. err. 1st", "rel. err. 2nd", "R² tabular", "corr. tabular", "sign acc. tabular",
                       "η_eff first → last"], rows))
 
@@ -188,7 +198,8 @@ def _commands_section(run_results) -> str:
             lines.append(f"# {r['name']}: not started")
             continue
         spec = json.loads(spec_file.read_text())
-        args = [f"<model dir printed by the {spec['needs']} line>" if a == "{model}" else a for a in spec["args"]]
+        args = [f"<model dir printed by the {spec['needs']} line>" if a == "{model}" else a
+                for a in spec["args"]]
         out = [] if spec["kind"] == "pretrain" else ["--out", f"runs/{Path(r['dir']).name}"]
         note = "" if is_finished(r["dir"]) else "   # did not finish"
         lines.append(" ".join(["entropy-mech", spec["kind"], *args, *out]) + note)
@@ -226,7 +237,8 @@ def write_report(out: str | Path, results: FigureResults, *, verify_rows=None,
     parts = [
         "# The Entropy Mechanism of RL for Reasoning LMs: our reproduction",
         f"Profile `{profile or 'custom'}`" + (f", wall time {wall_s / 60:.1f} min" if wall_s else "")
-        + ". Tiny Qwen2-style models on synthetic arithmetic (CPU) and tabular softmax simulators stand in for "
+        + ". Tiny Qwen2-style models on synthetic arithmetic (CPU) and tabular softmax simulators "
+          "stand in for "
           "Qwen2.5 0.5B-32B on math; read every number with that scale in mind. Regenerate with "
           f"`entropy-mech reproduce --profile {profile or 'quick'} --out {out}`.",
         "## Claims",
@@ -247,5 +259,6 @@ def write_report(out: str | Path, results: FigureResults, *, verify_rows=None,
         "## Commands to rerun each experiment", _commands_section(run_results),
     ]
     if failed:
-        parts += ["## Failed runs", "\n".join(f"- {r['name']}: {r.get('error') or r.get('log')}" for r in failed)]
+        parts += ["## Failed runs",
+                  "\n".join(f"- {r['name']}: {r.get('error') or r.get('log')}" for r in failed)]
     return atomic_write_text(out / "report.md", "\n\n".join(parts) + "\n")

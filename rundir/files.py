@@ -42,7 +42,8 @@ def _pid_alive(pid: int) -> bool:
 
 def sweep_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove the temp files and folders (``.NAME.PID.XXXX.tmp``) in ``folder`` left by writers that died
-    mid-write (``kill -9``: no ``finally`` ran); those of live processes are kept. Returns what was removed."""
+    mid-write (``kill -9``: no ``finally`` ran); those of live processes are kept.
+    Returns what was removed."""
     folder = Path(folder)
     removed = []
     if not folder.is_dir():
@@ -144,3 +145,33 @@ def environment_info() -> dict[str, Any]:
 def save_run_config(run_dir: str | os.PathLike, config: Any, name: str = "config.json") -> Path:
     """Write ``{"config": <resolved config>, "environment": environment_info()}`` atomically."""
     return atomic_write_json(Path(run_dir) / name, {"config": config, "environment": environment_info()})
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON content of ``path``; ``ValueError`` naming the file when it is missing or not valid JSON
+    (e.g. cut short by a full disk)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable or not valid JSON ({err})") from None
+
+
+def load_npz(path: str | os.PathLike) -> dict:
+    """Every array of an ``.npz`` file, loaded; ``ValueError`` naming the file when it is missing,
+    truncated or corrupt."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: truncated or corrupt .npz file ({err}); rerun the run that wrote it") \
+            from None

@@ -191,7 +191,8 @@ def iter_records(path) -> Iterator[tuple[str, dict]]:
 
 
 def read_records(path) -> list[dict]:
-    """All records of a JSONL log (e.g. a run's ``metrics.jsonl``), in file order (see :func:`iter_records`)."""
+    """All records of a JSONL log (e.g. a run's ``metrics.jsonl``), in file order
+    (see :func:`iter_records`)."""
     return [rec for _, rec in iter_records(path)]
 
 

@@ -72,6 +72,9 @@ class RunLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def __del__(self) -> None:  # an abandoned holder (e.g. a failed constructor) frees the folder
+        self.release()
+
     def __enter__(self) -> "RunLock":
         return self.acquire() if self._fd is None else self
 
@@ -79,7 +82,8 @@ class RunLock:
         self.release()
 
 
-def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, what: str = "run") -> RunLock:
+def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, what: str = "run",
+                  resumable: bool = True) -> RunLock:
     """Take ownership of ``run_dir`` for one run and return its held :class:`RunLock`.
 
     - an empty or missing folder: created;
@@ -89,6 +93,7 @@ def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, wha
       writes first): kept, the run is written beside them;
     - ``run_dir`` naming a file: an error.
     The lock is taken before anything is removed, so ``overwrite`` never clears a live run's folder.
+    ``what`` names the run in messages; ``resumable=False``: the message does not offer ``--resume``.
     """
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite exclude each other: resume continues the run, "
@@ -103,8 +108,8 @@ def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, wha
             for p in others:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         elif holds_run(run_dir) and not resume:
-            raise RunDirError(f"{run_dir} already holds a {what}: pass --resume to continue it or --overwrite "
-                              "to delete it and start a new one")
+            hint = "pass --resume to continue it or --overwrite" if resumable else "pass --overwrite"
+            raise RunDirError(f"{run_dir} already holds a {what}: {hint} to delete it and start a new one")
         sweep_stale_temps(run_dir)  # files a killed writer left half-written
     except BaseException:
         lock.release()

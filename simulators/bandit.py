@@ -21,7 +21,7 @@ class ContextualBandit:
     """Contextual bandit: S states drawn from ρ = uniform, K arms, mean rewards r(s, a) ~ U(0, 1).
 
     J(π) = Σ_s ρ(s) Σ_a π(a|s) r(s, a); exact gradient ∂J/∂z_s = ρ(s) π_s ⊙ (r_s − E_π r_s)
-    (theory.md §1.6). The K-armed bandit is the case S = 1. Sampled rewards are Bernoulli(r) or r itself.
+    (docs/theory.md §1.6). The K-armed bandit is the case S = 1. Sampled rewards are Bernoulli(r) or r itself.
     """
 
     def __init__(self, means: torch.Tensor, reward_noise: str = "bernoulli"):

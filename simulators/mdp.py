@@ -1,13 +1,13 @@
-"""Discounted tabular MDP with exact policy evaluation by linear solve (theory.md §3.6).
+"""Discounted tabular MDP with exact policy evaluation by linear solve (docs/theory.md §3.6).
 
 For π = softmax(z_s) per state, P_π(s, s') = Σ_a π(a|s) P(s'|s, a) and r_π(s) = Σ_a π(a|s) r(s, a):
 
     V^π = (I − γ P_π)⁻¹ r_π,     Q^π(s, a) = r(s, a) + γ Σ_s' P(s'|s, a) V^π(s'),     A = Q − V,
     d^π_ρ = (1 − γ) (I − γ P_πᵀ)⁻¹ ρ      (normalised discounted visitation, Agarwal et al. 2021),
-    ∂V^π(ρ)/∂z_{s,a} = d^π_ρ(s)/(1 − γ) · π(a|s) A(s, a)                      (theory.md §1.6).
+    ∂V^π(ρ)/∂z_{s,a} = d^π_ρ(s)/(1 − γ) · π(a|s) A(s, a)                      (docs/theory.md §1.6).
 
 So exact PG is Proposition 1 per state with η_s = η d(s)/(1 − γ), and NPG is Δz = η A/(1 − γ)
-(theory.md §1.7). Soft values (τ > 0, Cen et al. 2022) use r_π(s) = Σ_a π(a|s)(r(s, a) − τ log π(a|s)).
+(docs/theory.md §1.7). Soft values (τ > 0, Cen et al. 2022) use r_π(s) = Σ_a π(a|s)(r(s, a) − τ log π(a|s)).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class TabularMDP:
         dtype=torch.float64,
         device="cpu",
     ) -> "TabularMDP":
-        """Random MDPs: P(·|s, a) ~ Dirichlet(1, ..., 1), r ~ U(0, 1), ρ uniform (theory.md §3.6)."""
+        """Random MDPs: P(·|s, a) ~ Dirichlet(1, ..., 1), r ~ U(0, 1), ρ uniform (docs/theory.md §3.6)."""
         e = -torch.log(
             uniform((instances, n_states, n_actions, n_states), generator, dtype, device).clamp_min(1e-300)
         )

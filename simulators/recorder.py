@@ -9,10 +9,10 @@ key                    quantity                                                 
 ``entropy``            H(π_s) before the step                                       paper Eq. 5
 ``dH_obs``             H(z + δ) − H(z)                                              exact
 ``dH_first``           −Cov_π(log π, δ)                                             Lemma 1
-``dH_second``          first order − ½[Var_π δ + E_π((ℓ + H)(δ − Eδ)²)]             theory.md §1.4
+``dH_second``          first order − ½[Var_π δ + E_π((ℓ + H)(δ − Eδ)²)]             docs/theory.md §1.4
 ``dH_thm1``            −η Cov_π(log π, π ⊙ (w A − E_π w A))  (exact PG step)        Theorem 1
 ``dH_thm2``            −η c Cov_π(log π, A)                  (exact NPG step)       Theorem 2
-``first_order_bound``  ½ R² (¼ + 2 log n), R = max δ − min δ                        theory.md §1.5
+``first_order_bound``  ½ R² (¼ + 2 log n), R = max δ − min δ                        docs/theory.md §1.5
 =====================  ===========================================================  ==================
 
 Each is ``[B, S]`` per step; ``agg_<key>`` is Σ_s ω(s)·value with the world's aggregate weights ω

@@ -13,7 +13,6 @@ requested, ``logits``
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rundir.files import atomic_write_bytes, atomic_write_json, save_run_config
+from rundir.files import atomic_write_bytes, atomic_write_json, load_npz, read_json, save_run_config
+from rundir.ownership import claim_run_dir
 from theory import entropy
 
 from .config import SimConfig
@@ -186,14 +186,15 @@ def load_run(run_dir: str | Path) -> Run:
     missing = [n for n in ("config.json", "arrays.npz", "summary.json") if not (path / n).is_file()]
     if missing:
         raise ValueError(f"{path} is not a simulator run directory (missing {', '.join(missing)})")
-    config = SimConfig.from_dict(json.loads((path / "config.json").read_text())["config"])
-    with np.load(path / "arrays.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    return Run(config=config, arrays=arrays, summary=json.loads((path / "summary.json").read_text()))
+    config = SimConfig.from_dict(read_json(path / "config.json")["config"])
+    return Run(config=config, arrays=load_npz(path / "arrays.npz"), summary=read_json(path / "summary.json"))
 
 
-def run_to_dir(config: SimConfig, out_dir: str | Path, progress: bool = False) -> Run:
-    """:func:`simulate` then :func:`save_run`."""
-    run = simulate(config, progress=progress)
-    save_run(run, out_dir)
+def run_to_dir(config: SimConfig, out_dir: str | Path, progress: bool = False, *,
+               overwrite: bool = False) -> Run:
+    """:func:`simulate` then :func:`save_run`, owning ``out_dir`` meanwhile (:mod:`rundir.ownership`): a
+    folder that already holds a run is refused before simulating unless ``overwrite`` (which clears it)."""
+    with claim_run_dir(out_dir, overwrite=overwrite, what="simulator run", resumable=False):
+        run = simulate(config, progress=progress)
+        save_run(run, out_dir)
     return run

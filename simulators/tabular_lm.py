@@ -1,5 +1,5 @@
 """A per-prefix "tabular language model": one free logit vector over a vocabulary of V tokens for every
-prefix of length 0..L−1, a terminal 0/1 reward, responses sampled in GRPO groups (theory.md §3.7).
+prefix of length 0..L−1, a terminal 0/1 reward, responses sampled in GRPO groups (docs/theory.md §3.7).
 
 Prefixes are indexed level by level: the prefix (y_1, ..., y_k) has index
 ``offset_k + Σ_j y_j V^(k−j)`` with ``offset_k = (V^k − 1)/(V − 1)``, so there are
@@ -9,7 +9,7 @@ The reward of a response y is 1 iff at least ``threshold`` positions equal the i
 sequence. The LM is a deterministic tree MDP with γ = 1, evaluated exactly by backward recursion:
 
     Q(s, y) = V(s·y) (or R(s·y) at the last level),   V(s) = Σ_y π(y|s) (Q(s, y) − τ log π(y|s)),
-    ∂J/∂z_s = P(reach s) · π_s ⊙ (Q(s, ·) − V(s))                    (the PG step, theory.md §1.6).
+    ∂J/∂z_s = P(reach s) · π_s ⊙ (Q(s, ·) − V(s))                    (the PG step, docs/theory.md §1.6).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from .mdp import TabularMDP
 from .tabular_lm import TabularLM
 from .world_base import Exact, TokenBatch, sample_categorical, state_major_batch
 
-__all__ = ["ContextualBandit", "Exact", "TabularLM", "TabularMDP", "TokenBatch", "make_world", "sample_categorical",
+__all__ = ["ContextualBandit", "Exact", "TabularLM", "TabularMDP", "TokenBatch", "make_world",
+           "sample_categorical",
            "state_major_batch"]
 
 

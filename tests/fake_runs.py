@@ -2,7 +2,8 @@
 ``config.json`` that follow the paper's law exactly, and tiny seeded simulator runs.
 
 The LLM fixture's entropy decays as H(t) = H_end + (H0 − H_end)·exp(−t/τ) and its validation accuracy is
-R = −a·exp(H) + b (Cui et al. 2025, Eq. 6) plus optional seeded noise (``val/acc_t1`` 0.05 lower); its covariance is
+R = −a·exp(H) + b (Cui et al. 2025, Eq. 6) plus optional seeded noise (``val/acc_t1`` 0.05 lower);
+its covariance is
 −ΔH/η, so Cov and −ΔH agree exactly.
 """
 

@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the property tests (shared/reference/theory.md §4 conventions)."""
+"""Hypothesis strategies shared by the property tests (docs/theory.md §4 conventions)."""
 
 import numpy as np
 import torch

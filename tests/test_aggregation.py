@@ -1,5 +1,5 @@
 """theory.aggregation: the four verl agg_loss modes against a naive float64 loop, masking, and
-micro-batch invariance with whole-batch denominators (shared/reference/ecosystem.md §1.8)."""
+micro-batch invariance with whole-batch denominators (docs/ecosystem.md §1.8)."""
 
 import math
 

@@ -13,7 +13,7 @@ from cli import eval as eval_cli
 from cli import pretrain as pretrain_cli
 from cli import simulate as sim_cli
 from cli import train as train_cli
-from cli.config_args import HelpFormatter
+from cli.common import HelpFormatter
 from cli.main import main
 from llm_rl.config import DataConfig, ObjectiveConfig, OptimConfig, RolloutConfig, TrainConfig
 from llm_rl.pretrain import PretrainConfig

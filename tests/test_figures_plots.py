@@ -23,7 +23,8 @@ def runs(tmp_path_factory):
     d = {"sizes": [write_llm_run(root / f"m{i}", a=0.2 + 0.05 * i, b=0.8 + 0.05 * i, size_name=f"m{i}",
                                  size=10**(4 + i)) for i in range(3)]}
     d["grpo"] = [d["sizes"][0], write_llm_run(root / "g1", seed=1, a=0.2, b=0.8, size_name="m0", size=10**4)]
-    d["kl_cov"] = [write_llm_run(root / f"k{s}", objective="kl_cov", seed=s, h_end=0.5, size_name="m0", size=10**4,
+    d["kl_cov"] = [write_llm_run(root / f"k{s}", objective="kl_cov", seed=s, h_end=0.5, size_name="m0",
+                                 size=10**4,
                                  params={"kl_coef": 1.0}, resp_len=7.0) for s in (0, 1)]
     d["sim_lm"] = write_sim_lm(root / "sim-lm")
     d["sim_pg"] = [write_sim_pg(root / f"pg{lr}", lr) for lr in (0.01, 0.03, 0.1)]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fake_runs import write_llm_run, write_sim_lm, write_sim_pg
-from reproduce.claims import CLAIMS, FAILS, HOLDS, NA, PARTLY, Evidence, claim_rows, grade
+from reproduce.claim_rules import FAILS, HOLDS, NA, PARTLY, Evidence, grade
+from reproduce.claims import CLAIMS, claim_rows
 from cli.main import main
 from figures.draw import choose_llm_score, draw_all
 from figures.results import Variant
@@ -116,7 +117,8 @@ def test_grade():
 @pytest.fixture(scope="module")
 def drawn(tmp_path_factory):
     root = tmp_path_factory.mktemp("r")
-    dirs = [write_llm_run(root / f"g{s}", seed=s, size_name="m96", tags={"group": "methods"}, diagnose_every=20)
+    dirs = [write_llm_run(root / f"g{s}", seed=s, size_name="m96", tags={"group": "methods"},
+                          diagnose_every=20)
             for s in (0, 1)]
     dirs += [write_llm_run(root / f"k{s}", objective="kl_cov", seed=s, h_end=0.5, b=0.95, size_name="m96")
              for s in (0, 1)]
@@ -130,7 +132,8 @@ def drawn(tmp_path_factory):
 def test_draw_all_selects_runs(drawn):
     results, out, _ = drawn
     files = results.figure_files()
-    for name in ("collapse", "collapse_t1", "law", "law_t1", "prediction", "covariance", "methods", "sweep_entropy_coef", "theory",
+    for name in ("collapse", "collapse_t1", "law", "law_t1", "prediction", "covariance", "methods",
+                 "sweep_entropy_coef", "theory",
                  "collapse_sim", "methods_sim", "dynamics"):
         assert name in files, name
         assert all(p.is_file() for p in files[name])
@@ -210,7 +213,8 @@ def test_reproduce_end_to_end_on_simulators(tmp_path):
     specs = [Spec("sim-lm-grpo", "simulate", ("--world", "tabular_lm", "--rule", "grpo", "--vocab", "3",
                                                "--horizon", "2", "--steps", "15", "--instances", "8",
                                                "--init", "random", "--optimizer", "adam", "--lr", "0.05")),
-             Spec("pg", "simulate", ("--world", "bandit", "--rule", "pg", "--init", "random", "--steps", "1"))]
+             Spec("pg", "simulate", ("--world", "bandit", "--rule", "pg", "--init", "random",
+                                     "--steps", "1"))]
     res = reproduce("quick", tmp_path, progress=False, verify_instances=3, specs=specs, table1_instances=4)
     assert all(r["ok"] for r in res["run_results"])
     text = res["report"].read_text()
@@ -227,12 +231,15 @@ def test_reproduce_with_a_real_llm_run(tmp_path, monkeypatch):
     """A warm start of 20 steps and a 4-step GRPO run through the real CLI feed the LLM figures."""
     monkeypatch.setenv("ENTROPY_MECH_CACHE", str(tmp_path / "cache"))
     specs = [Spec("pretrain-m32", "pretrain", ("--task", "arithmetic", "--steps", "20", "--n-val", "16",
-                                                "--model-size", "hidden_size=32", "--model-size", "num_layers=1")),
+                                                "--model-size", "hidden_size=32",
+                                                "--model-size", "num_layers=1")),
              Spec("llm-grpo", "train", ("--task", "arithmetic", "--model", MODEL_PLACEHOLDER, "--steps", "4",
                                         "--val-every", "1", "--n-val", "16", "--prompts-per-step", "4",
-                                        "--no-dynamic-sampling", "--diagnose-every", "2"), needs="pretrain-m32",
+                                        "--no-dynamic-sampling", "--diagnose-every", "2"),
+                  needs="pretrain-m32",
                   tags={"size_name": "m32"})]
-    res = reproduce("quick", tmp_path / "out", progress=False, verify_instances=3, specs=specs, table1_instances=4)
+    res = reproduce("quick", tmp_path / "out", progress=False, verify_instances=3, specs=specs,
+                    table1_instances=4)
     assert all(r["ok"] for r in res["run_results"]), res["run_results"]
     assert len(res["results"].collapse[Variant.LLM].runs) == 1
     assert res["results"].methods[Variant.LLM].methods["grpo"].entropy.step.size == 4

@@ -37,7 +37,8 @@ def test_table_output(tmp_path, capsys):
     assert main(["fit", str(log), "--n-boot", "200"]) == 0
     out = capsys.readouterr().out
     for text in ("R = -a*exp(H) + b", "95% CI", "ceiling b - a", "R^2", "RMSE",
-                 "early RMSE (fit first 9 pts)", "reverse RMSE (fit last 9 pts)", "best form by AIC", "exponential", str(log)):
+                 "early RMSE (fit first 9 pts)", "reverse RMSE (fit last 9 pts)", "best form by AIC",
+                 "exponential", str(log)):
         assert text in out, text
     a_line = next(ln for ln in out.splitlines() if ln.strip().startswith("a "))
     a_hat, lo, hi = (float(v.strip("[],")) for v in a_line.split()[1:4])
@@ -85,11 +86,11 @@ def test_plot_is_written(tmp_path, capsys):
 
 def test_failures_are_reported_and_other_logs_still_fitted(tmp_path, capsys):
     good = write_log(tmp_path / "good.jsonl")
-    assert main(["fit", str(tmp_path / "missing.jsonl"), str(good), "--n-boot", "0"]) == 1
+    assert main(["fit", str(tmp_path / "missing.jsonl"), str(good), "--n-boot", "0"]) == 2  # bad input
     cap = capsys.readouterr()
     assert "missing.jsonl: no such file" in cap.err
     assert str(good) in cap.out
-    assert main(["fit", str(good), "--score-key", "val/nope", "--n-boot", "0"]) == 1
+    assert main(["fit", str(good), "--score-key", "val/nope", "--n-boot", "0"]) == 2
     assert "score key 'val/nope' not found" in capsys.readouterr().err
 
 

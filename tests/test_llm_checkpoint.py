@@ -39,7 +39,8 @@ def test_round_trip_with_weights_only(tmp_path):
 
 def test_crafted_checkpoint_runs_no_code(tmp_path):
     marker = tmp_path / "pwned"
-    torch.save({"model": _Payload(marker), "optimizer": {}, "scheduler": {}, "rng": {}, "step": 0, "cursor": {}},
+    torch.save({"model": _Payload(marker), "optimizer": {}, "scheduler": {}, "rng": {}, "step": 0,
+                "cursor": {}},
                tmp_path / CHECKPOINT_NAME)
     with pytest.raises(ValueError, match="other than tensors and plain data"):
         load_checkpoint(tmp_path)

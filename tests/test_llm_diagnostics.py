@@ -88,7 +88,7 @@ def test_table1_groups_and_bad_inputs():
 # inside the trainer, on a small neural model
 # ----------------------------------------------------------------------------------------------------
 
-from test_llm_trainer import make_config, tiny_model  # noqa: E402,F401  (fixture reuse)
+from test_llm_trainer import make_config, tiny_model as tiny_model  # noqa: E402  (fixture reuse)
 
 from llm_rl.config import OptimConfig  # noqa: E402
 from llm_rl.diagnostics import summarize_run  # noqa: E402

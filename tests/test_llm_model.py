@@ -12,7 +12,8 @@ from llm_rl.rollout import concat_rollouts, encode_prompts, generate, score, seq
 from llm_rl.tokenizer import ALPHABET, build_char_tokenizer, warn_unknown_characters
 
 transformers.utils.logging.disable_progress_bar()
-SIZES = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=64)
+SIZES = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
+             max_positions=64)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,8 @@ def test_group_advantages():
     r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
     a = group_advantages(r, 4)
     assert a[:4].sum().abs() < 1e-6 and a[0] > 0 and torch.all(a[4:] == 0)
-    torch.testing.assert_close(group_advantages(r, 4, "drgrpo")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+    torch.testing.assert_close(group_advantages(r, 4, "drgrpo")[:4],
+                               torch.tensor([0.75, -0.25, -0.25, -0.25]))
     assert zero_variance_groups(r, 4).tolist() == [False, True]
     with pytest.raises(ValueError, match="choose one of"):
         group_advantages(r, 4, "ppo")

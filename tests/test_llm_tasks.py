@@ -28,7 +28,8 @@ def test_splits_fixed_and_disjoint(name):
     task = make_task(name)
     tr1, va1 = make_splits(task, 200, 40, seed=3)
     tr2, va2 = make_splits(task, 200, 40, seed=3)
-    assert [p.prompt for p in tr1] == [p.prompt for p in tr2] and [p.prompt for p in va1] == [p.prompt for p in va2]
+    assert ([p.prompt for p in tr1] == [p.prompt for p in tr2]
+            and [p.prompt for p in va1] == [p.prompt for p in va2])
     assert not {p.prompt for p in tr1} & {p.prompt for p in va1}
     assert len({p.prompt for p in tr1}) == 200
     tr3, _ = make_splits(task, 200, 40, seed=4)
@@ -85,7 +86,8 @@ def test_verifiers_never_raise(name, text):
     assert r is None or isinstance(r[0], Fraction)
 
 
-@given(a=st.integers(0, 50), b=st.integers(1, 50), c=st.integers(0, 50), ops=st.sampled_from(["+-", "*-", "+*"]))
+@given(a=st.integers(0, 50), b=st.integers(1, 50), c=st.integers(0, 50),
+       ops=st.sampled_from(["+-", "*-", "+*"]))
 def test_safe_eval_matches_python_arithmetic(a, b, c, ops):
     expr = f"{a}{ops[0]}{b}{ops[1]}{c}"
     val = a
@@ -135,5 +137,6 @@ def test_pretrain_mixture_fractions():
     p = next(q for q in iter(lambda: task.sample(rng), None) if task.misconceived_solution(q) is not None)
     draws = [_training_response(task, p, rng, cfg) for _ in range(4000)]
     share = {k: sum(d == v for d in draws) / len(draws)
-             for k, v in (("misconceived", task.misconceived_solution(p)), ("correct", task.solution(p, rng)))}
+             for k, v in (("misconceived", task.misconceived_solution(p)),
+                          ("correct", task.solution(p, rng)))}
     assert abs(share["misconceived"] - 0.5) < 0.04 and abs(share["correct"] - 0.3) < 0.04, share

@@ -172,7 +172,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_model, tmp_path, monkeypa
     tr = Trainer(cfg, tmp_path / "run", progress=False)
     import llm_rl.update as update_mod  # the update step's differentiable forward
 
-    real_score, calls = update_mod.score, {"n": 0}
+    real_score = update_mod.score
 
     def poisoned(model, *a, **k):
         out = real_score(model, *a, **k)
@@ -217,5 +217,6 @@ def test_additive_terms_drgrpo_and_aggregation_modes(tiny_model, tmp_path):
     assert rec["loss/total"] != rec["loss/policy"]
     for mode in ("seq-mean-token-mean", "seq-mean-token-sum"):
         oc = ObjectiveConfig(agg_mode=mode)
-        rec = Trainer(make_config(tiny_model, steps=1, objective=oc), tmp_path / mode, progress=False).train()[0]
+        rec = Trainer(make_config(tiny_model, steps=1, objective=oc), tmp_path / mode,
+                      progress=False).train()[0]
         assert rec["optim/updates"] == 2

@@ -1,5 +1,5 @@
-"""theory.objectives: PPO / clip-higher / Clip-Cov / KL-Cov semantics (theory.md §4 statement 20,
-ecosystem.md §1.3-1.4), the selection scope with global statistics, and the additive terms."""
+"""theory.objectives: PPO / clip-higher / Clip-Cov / KL-Cov semantics (docs/theory.md §4 statement 20,
+docs/ecosystem.md §1.3-1.4), the selection scope with global statistics, and the additive terms."""
 
 import math
 

@@ -45,7 +45,8 @@ def _start_runner(tmp_path):
     pids.mkdir()
     script = tmp_path / "sleepy.py"
     script.write_text(SLEEPY_CLI.format(pids=str(pids)))
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER.format(script=str(script), out=str(tmp_path / "out"))])
+    runner = subprocess.Popen([sys.executable, "-c",
+                               RUNNER.format(script=str(script), out=str(tmp_path / "out"))])
     deadline = time.monotonic() + 60
     while len(list(pids.iterdir())) < 2:
         assert time.monotonic() < deadline, "the runs never started"

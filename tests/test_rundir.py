@@ -14,14 +14,15 @@ from rundir.ownership import RunDirError, RunLock, claim_run_dir, config_changes
 HOLD_LOCK = """
 import sys, time
 from rundir.ownership import RunLock
-RunLock(sys.argv[1]).acquire()
+lock = RunLock(sys.argv[1]).acquire()  # held while referenced
 print("locked", flush=True)
 time.sleep(60)
 """
 
 
 def _holder(run_dir):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE,
+                            text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -113,7 +114,8 @@ def test_finished_marks(tmp_path):
 def test_stale_temp_files_of_dead_writers_are_swept(tmp_path):
     from rundir.files import atomic_write_bytes, sweep_stale_temps, temp_prefix
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True)
     dead_pid = int(dead.stdout)
     stale = tmp_path / f".checkpoint.pt.{dead_pid}.abc123.tmp"
     stale.write_bytes(b"")

@@ -1,4 +1,4 @@
-"""Classic results reproduced by the simulators (shared/reference/theory.md §3 and §4 statements 10, 11,
+"""Classic results reproduced by the simulators (docs/theory.md §3 and §4 statements 10, 11,
 15-17), plus the η² scaling of Lemma 1's error along real trajectories."""
 
 import math
@@ -53,7 +53,7 @@ def _mei_check(steps: int):
 
 
 def test_exact_pg_bandit_t_gap_bounded():
-    """theory.md §4.17 (Mei et al. 2020) at moderate t."""
+    """docs/theory.md §4.17 (Mei et al. 2020) at moderate t."""
     _mei_check(2_000)
 
 
@@ -63,7 +63,7 @@ def test_exact_pg_bandit_t_gap_bounded_long():
 
 
 def test_npg_bandit_gap_rate():
-    """theory.md §4.16: from uniform init gap_T <= (K−1)/(e η T) for every T >= 1."""
+    """docs/theory.md §4.16: from uniform init gap_T <= (K−1)/(e η T) for every T >= 1."""
     k, lr, steps = 10, 0.3, 100
     run = simulate(
         SimConfig(world="bandit", rule="npg", lr=lr, n_actions=k, steps=steps, instances=16, seed=3)
@@ -76,7 +76,7 @@ def test_npg_bandit_gap_rate():
 
 
 def test_entropy_regularised_npg_contracts_exactly():
-    """theory.md §4.15: z_t − r/τ = (1 − ητ)^t (z_0 − r/τ) up to constant shifts, and the log-π bound."""
+    """docs/theory.md §4.15: z_t − r/τ = (1 − ητ)^t (z_0 − r/τ) up to constant shifts, and the log-π bound."""
     lr, tau, steps = 0.5, 0.4, 200
     run = simulate(
         SimConfig(
@@ -129,7 +129,7 @@ def test_entropy_regularised_npg_mdp_reaches_its_soft_fixed_point():
 
 @pytest.mark.parametrize("world", ["bandit", "contextual_bandit"])
 def test_npg_entropy_monotone_from_uniform(world):
-    """theory.md §4.10(b): along the NPG path from uniform init, H never increases."""
+    """docs/theory.md §4.10(b): along the NPG path from uniform init, H never increases."""
     run = simulate(SimConfig(world=world, rule="npg", lr=0.7, steps=120, instances=8, n_states=3))
     assert (run.arrays["dH_obs"] <= BOUND_SLACK).all()
     assert (run.arrays["dH_obs"][:10] < 0).all()
@@ -137,7 +137,7 @@ def test_npg_entropy_monotone_from_uniform(world):
 
 @pytest.mark.parametrize("name", ["bandit", "contextual_bandit", "mdp"])
 def test_reinforce_unbiased_by_enumeration_per_state(name):
-    """theory.md §4.11: Σ_a π(a|s) η w(s) (R_a − V(s))(e_a − π_s) equals the exact PG step."""
+    """docs/theory.md §4.11: Σ_a π(a|s) η w(s) (R_a − V(s))(e_a − π_s) equals the exact PG step."""
     cfg = SimConfig(
         world=name,
         rule="reinforce",
@@ -207,7 +207,7 @@ def _matched_error_ratio(config: SimConfig, steps: int) -> np.ndarray:
     "world,rule,lr", [("bandit", "npg", 0.02), ("mdp", "pg", 0.05), ("tabular_lm", "npg", 0.02)]
 )
 def test_first_order_error_scales_as_eta_squared_along_trajectories(world, rule, lr):
-    """theory.md §4.4 on real trajectories: halving η (and doubling the steps) divides Lemma 1's per-step
+    """docs/theory.md §4.4 on real trajectories: halving η (and doubling the steps) divides Lemma 1's per-step
     error at matched times by 4."""
     cfg = SimConfig(
         world=world, rule=rule, lr=lr, instances=4, n_states=4, n_actions=5, init="random", seed=2

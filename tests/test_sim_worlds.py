@@ -46,7 +46,7 @@ def test_mdp_exact_values_match_iterative_evaluation():
 
 @pytest.mark.parametrize("name", ["bandit", "contextual_bandit", "mdp", "tabular_lm"])
 def test_pg_weight_gives_the_autograd_gradient_of_the_return(name):
-    """∂J/∂z_s = w(s) π_s ⊙ (A_s − E A_s) (theory.md §1.6): Proposition 1 per state with η_s = η w(s)."""
+    """∂J/∂z_s = w(s) π_s ⊙ (A_s − E A_s) (docs/theory.md §1.6): Proposition 1 per state with η_s = η w(s)."""
     world, cfg = _world(name)
     z = torch.randn(cfg.batch, world.n_states, world.n_actions, generator=_gen(2), dtype=torch.float64)
     z.requires_grad_(True)

@@ -116,7 +116,8 @@ def test_entropy_step_report_equals_the_separate_functions():
     z, d = _case(shape=(4, 3, 9))
     z[0, 0, :2] = NEG_INF
     rep = T.entropy_step_report(z, d)
-    ref = {"entropy": T.entropy(z), "exact": T.entropy_change(z, d), "first_order": T.first_order_entropy_change(z, d),
+    ref = {"entropy": T.entropy(z), "exact": T.entropy_change(z, d),
+           "first_order": T.first_order_entropy_change(z, d),
            "second_order": T.second_order_entropy_change(z, d), "bound": T.first_order_error_bound(z, d)}
     assert rep.keys() == ref.keys()
     for k in ref:

@@ -1,4 +1,4 @@
-"""The Eq. 10 batch covariance: estimator bias, target, pooling (theory.md §4 statements 18-19)."""
+"""The Eq. 10 batch covariance: estimator bias, target, pooling (docs/theory.md §4 statements 18-19)."""
 
 import torch
 from hypothesis import given
@@ -17,7 +17,8 @@ def _mc_token_cov(z, adv, n_samples, reps, gen):
     lp = T.log_policy(z)[actions]
     a = adv[actions]
     mask = torch.ones_like(lp, dtype=torch.bool)
-    per_batch = torch.stack([T.token_covariance(lp[i:i + 1], a[i:i + 1], mask[i:i + 1]).mean() for i in range(reps)])
+    per_batch = torch.stack([T.token_covariance(lp[i:i + 1], a[i:i + 1], mask[i:i + 1]).mean()
+                             for i in range(reps)])
     return per_batch.mean().item(), per_batch.std().item() / reps**0.5
 
 

@@ -1,4 +1,4 @@
-"""Entropy, its gradient, Lemma 1 and its corrections (theory.md §4 statements 1-7)."""
+"""Entropy, its gradient, Lemma 1 and its corrections (docs/theory.md §4 statements 1-7)."""
 
 import math
 
@@ -59,7 +59,8 @@ def test_4_first_order_error_is_quadratic(data):
     h2 = 2 * (T.second_order_entropy_change(z, d) - T.first_order_entropy_change(z, d)).item()
     assume(abs(h2) >= 1e-3)  # |H''(0)| ≥ 1e-3 R²: otherwise the cubic term dominates
     t = 1e-2
-    e = lambda s: (T.entropy_change(z, s * d) - T.first_order_entropy_change(z, s * d)).item()
+    def e(s):
+        return (T.entropy_change(z, s * d) - T.first_order_entropy_change(z, s * d)).item()
     ratio = e(t) / e(t / 2)
     assert QUADRATIC_RATIO[0] <= ratio <= QUADRATIC_RATIO[1]
 
@@ -78,11 +79,12 @@ def test_5_second_order_term_matches_finite_differences(data):
 
 
 def test_5b_second_order_residual_is_cubic():
-    # NPG step on a fixed instance (theory.md §6: residual ratio ≈ 8 when η halves)
+    # NPG step on a fixed instance (docs/theory.md §6: residual ratio ≈ 8 when η halves)
     g = torch.Generator().manual_seed(3)
     z = torch.randn(12, generator=g, dtype=torch.float64) * 2
     a = torch.randn(12, generator=g, dtype=torch.float64)
-    res = lambda eta: (T.entropy_change(z, eta * a) - T.second_order_entropy_change(z, eta * a)).item()
+    def res(eta):
+        return (T.entropy_change(z, eta * a) - T.second_order_entropy_change(z, eta * a)).item()
     for eta in (0.1, 0.05):
         ratio = res(eta) / res(eta / 2)
         assert CUBIC_RATIO[0] <= ratio <= CUBIC_RATIO[1], ratio

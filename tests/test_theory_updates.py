@@ -1,4 +1,4 @@
-"""PG / NPG / sampled steps and the entropy changes they predict (theory.md §4 statements 8-14)."""
+"""PG / NPG / sampled steps and the entropy changes they predict (docs/theory.md §4 statements 8-14)."""
 
 import math
 
@@ -108,7 +108,8 @@ def test_11_sampled_reinforce_is_unbiased_by_enumeration(data, eta):
     expected_step = (pi.unsqueeze(-1) * steps_).sum(0)
     assert torch.allclose(expected_step, T.pg_logit_step(z, a, eta), atol=EXACT_F64 * _scale(a))
     fo = T.first_order_entropy_change(z.expand(n, n), steps_)
-    assert abs(((pi * fo).sum() - T.predicted_entropy_change(z, a, eta, "pg")).item()) <= EXACT_F64 * _scale(a)
+    assert (abs(((pi * fo).sum() - T.predicted_entropy_change(z, a, eta, "pg")).item())
+            <= EXACT_F64 * _scale(a))
 
 
 @given(st.data())
@@ -119,7 +120,8 @@ def test_12_per_sample_discriminator(data):
     eta = 0.7
     actions = torch.arange(n).unsqueeze(-1)
     contrib = T.sample_entropy_contribution(z.expand(n, n), actions, adv.unsqueeze(-1), eta).squeeze(-1)
-    direct = T.first_order_entropy_change(z.expand(n, n), T.sampled_logit_step(z.expand(n, n), actions, adv.unsqueeze(-1), eta))
+    direct = T.first_order_entropy_change(
+        z.expand(n, n), T.sampled_logit_step(z.expand(n, n), actions, adv.unsqueeze(-1), eta))
     assert torch.allclose(contrib, direct, atol=EXACT_F64 * _scale(adv))
 
 

@@ -1,16 +1,16 @@
 """Every numerical tolerance used by the tests, in one place, with where it comes from."""
 
-# float64 identities that are exact up to rounding (shared/reference/theory.md §4: 1e-10 .. 1e-12)
+# float64 identities that are exact up to rounding (docs/theory.md §4: 1e-10 .. 1e-12)
 ATOL_F64 = 1e-10
 RTOL_F64 = 1e-10
 EXACT_F64 = 1e-12
-# central-difference gradient (h = 1e-6) of the entropy, theory.md §4.1 (observed ~1e-9)
+# central-difference gradient (h = 1e-6) of the entropy, docs/theory.md §4.1 (observed ~1e-9)
 FD_GRAD_ATOL = 1e-6
-# second-derivative finite difference (h = 1e-3), theory.md §4.5
+# second-derivative finite difference (h = 1e-3), docs/theory.md §4.5
 FD_HESS_RTOL = 1e-4
-# slack added to the rigorous first-order bound, theory.md §4.3
+# slack added to the rigorous first-order bound, docs/theory.md §4.3
 BOUND_SLACK = 1e-12
-# error-ratio windows for halving the step: quadratic (theory.md §4.4) and cubic (§4.5)
+# error-ratio windows for halving the step: quadratic (docs/theory.md §4.4) and cubic (§4.5)
 QUADRATIC_RATIO = (3.5, 4.5)
 CUBIC_RATIO = (6.0, 10.0)
 # float32 inputs against the float64 reference (relative to the scale of the quantity)
@@ -25,8 +25,9 @@ LAW_RECOVERY_ATOL = 1e-8
 # 0.935-0.965 at n = 5..40 points (600-rep check); binomial sd at 400 reps is ~0.011
 LAW_CI_COVERAGE_WINDOW = (0.90, 0.985)
 # simulators (tests/test_sim_*.py)
-# entropy-regularised NPG bandit contraction z_t − r/τ = (1 − ητ)^t (z_0 − r/τ), theory.md §4.15 (1e-9 relative)
+# entropy-regularised NPG bandit contraction z_t − r/τ = (1 − ητ)^t (z_0 − r/τ),
+# docs/theory.md §4.15 (1e-9 relative)
 SIM_CONTRACTION_RTOL = 1e-9
-# exact-PG bandit Θ(1/t) (theory.md §4.17): t·gap_t at the end of a run is at least this fraction of its
+# exact-PG bandit Θ(1/t) (docs/theory.md §4.17): t·gap_t at the end of a run is at least this fraction of its
 # value at mid-run (an exponential rate would drive the ratio to ~0; Θ(1/t) keeps it near 1)
 SIM_MEI_TAIL_RATIO = 0.5

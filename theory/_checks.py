@@ -6,6 +6,11 @@ dtype mistake surfaces at the call site rather than as a NaN three modules later
 
 from __future__ import annotations
 
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -29,7 +34,8 @@ def check_float_tensor(x, name: str, *, min_dim: int = 0, allow_neg_inf: bool = 
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), got {x.dtype}")
+        raise ValueError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), "
+                         f"got {x.dtype}")
     if x.dim() < min_dim:
         raise ValueError(f"{name} must have at least {min_dim} dimension(s), got shape {tuple(x.shape)}")
     if x.numel() and not _value_checks_pass(x, allow_neg_inf):
@@ -99,3 +105,41 @@ def check_scalar(value, name: str, *, positive: bool = False, nonnegative: bool 
     if nonnegative and v < 0:
         raise ValueError(f"{name} must be >= 0, got {v}")
     return v
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """Default and valid values of a scalar hyperparameter (the objectives' registry uses it):
+    ``kind`` "real" (in [low, high]; finite unless
+    ``finite`` is False; ``fraction``: a token fraction under the percent guard), "bool", or "any"
+    (unchecked: a custom objective's own keyword)."""
+
+    default: Any = inspect.Parameter.empty
+    kind: str = "any"
+    low: float = -math.inf
+    high: float = math.inf
+    finite: bool = True
+    fraction: bool = False
+
+    def check(self, name: str, value):
+        if self.kind == "any":
+            return value
+        if self.kind == "bool":
+            if value in (True, False):
+                return bool(value)
+            raise ValueError(f"{name}={value!r} must be True or False")
+        if self.finite:
+            v = check_scalar(value, name)
+        else:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a real number, got {value!r}") from None
+        if v != v:
+            raise ValueError(f"{name} must not be NaN")
+        if not self.low <= v <= self.high:
+            hint = " (a fraction of tokens, not a percent)" if self.fraction else ""
+            lo = "(-inf" if self.low == -math.inf else f"[{self.low:g}"
+            hi = "inf)" if self.high == math.inf else f"{self.high:g}]"
+            raise ValueError(f"{name}={v:g} is outside its valid range {lo}, {hi}{hint}")
+        return v

@@ -1,6 +1,6 @@
 """Reduce a token-level loss matrix ``[B, T]`` to the scalar that is differentiated.
 
-The four modes are those of verl's ``agg_loss`` (shared/reference/ecosystem.md §1.8). With
+The four modes are those of verl's ``agg_loss`` (docs/ecosystem.md §1.8). With
 ``L`` the loss matrix, ``M`` the 0/1 token mask, ``n_b = Σ_t M_bt`` the valid tokens of row ``b`` and
 ``S`` the set of non-empty rows:
 
@@ -212,7 +212,7 @@ def aggregate(
     global_seq_count: torch.Tensor | float | None = None,
     norm_constant: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
-    """Scalar loss from a token loss matrix (verl ``agg_loss``, ecosystem.md §1.8; see module table).
+    """Scalar loss from a token loss matrix (verl ``agg_loss``, docs/ecosystem.md §1.8; see module table).
 
         token-mean:               Σ_bt L·M / N
         seq-mean-token-mean:      Σ_b [n_b>0] (Σ_t L·M / n_b) / G

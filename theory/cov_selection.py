@@ -8,7 +8,7 @@ Over one *selection scope* with N unmasked tokens:
     Clip-Cov: I_clip = uniform random subset of size min(k, |cand|) of
               cand   = {i unmasked, PPO clip not active at i, cov_lb < Cov_i < cov_ub}
 
-The semantics are those of the reference code (shared/reference/ecosystem.md §1.3–§1.4). The random
+The semantics are those of the reference code (docs/ecosystem.md §1.3–§1.4). The random
 subset is the top-k of i.i.d. U(0,1) keys drawn from an explicit ``torch.Generator`` (the global RNG if
 None), so the same generator state gives the same subset. Nothing here synchronises with the host: k
 stays a tensor. This module knows nothing of PPO (the clip indicator is an input) and imports no other
@@ -16,7 +16,7 @@ objective code; the objectives of :mod:`theory.objectives` call it.
 
 **Scope.** An objective's means, candidates and quota are computed over *every token passed in*. The
 paper means the whole training batch; verl and the official repo use each micro-batch on each GPU
-(ecosystem.md §1.7). To select over the whole mini-batch of an optimizer step processed in micro-batches,
+(docs/ecosystem.md §1.7). To select over the whole mini-batch of an optimizer step processed in micro-batches,
 compute its :class:`CovStats` once (:func:`theory.objectives.compute_cov_stats`, i.e. :func:`scope_stats`
 with the objective's hook: current log-probs from a no-grad forward, all-gathered across data-parallel
 ranks), pass ``stats=stats.rows(idx)`` with each micro-batch and aggregate with the whole-batch

@@ -1,5 +1,5 @@
 """The batch covariance of paper Eq. 10 — what Clip-Cov and KL-Cov rank tokens by — and its
-decomposition into within-state and between-state parts (theory.md §1.9).
+decomposition into within-state and between-state parts (docs/theory.md §1.9).
 
 Shapes: ``log_probs``, ``advantages`` and ``mask`` are token-level ``[B, T]`` (any shape works; means
 are over every unmasked entry passed in).
@@ -41,9 +41,10 @@ def token_covariance(log_probs: torch.Tensor, advantages: torch.Tensor, mask: to
 
 
 def covariance_decomposition(
-    log_probs: torch.Tensor, advantages: torch.Tensor, state_ids: torch.Tensor, weights: torch.Tensor | None = None
+    log_probs: torch.Tensor, advantages: torch.Tensor, state_ids: torch.Tensor,
+    weights: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
-    """Law of total covariance for a batch of samples pooled over states (theory.md §1.9 item 3):
+    """Law of total covariance for a batch of samples pooled over states (docs/theory.md §1.9 item 3):
 
         Cov_pooled(ℓ, A) = E_s[Cov(ℓ, A | s)] + Cov_s(E[ℓ | s], E[A | s]),
 

@@ -2,9 +2,9 @@
 
 * exact change ΔH = H(z + δ) − H(z);
 * Lemma 1 (paper §3.2, App. E.2): ΔH ≈ −Cov_π(log π, δ), the exact first-order term;
-* the second-order term the paper omits (shared/reference/theory.md §1.4):
+* the second-order term the paper omits (docs/theory.md §1.4):
   ΔH ≈ −Cov_π(ℓ, δ) − ½[Var_π(δ) + E_π((ℓ + H)(δ − E_π δ)²)];
-* a rigorous bound on the first-order error (theory.md §1.5): ½ R² (¼ + 2 log n), R = max δ − min δ.
+* a rigorous bound on the first-order error (docs/theory.md §1.5): ½ R² (¼ + 2 log n), R = max δ − min δ.
 
 All functions take ``logits [..., n]`` and ``delta`` broadcastable to it; ``-inf`` logits are masked
 actions whose ``delta`` is ignored.
@@ -30,7 +30,7 @@ def _validate_step(logits: torch.Tensor, delta: torch.Tensor, name: str = "delta
 
 def entropy_gradient(logits: torch.Tensor) -> torch.Tensor:
     """Gradient of the entropy with respect to the logits: ∂H/∂z = −π ⊙ (log π + H) = −F z
-    (F = diag π − π πᵀ; theory.md §1.1, the step inside the proof of Lemma 1).
+    (F = diag π − π πᵀ; docs/theory.md §1.1, the step inside the proof of Lemma 1).
 
     Args:
       logits: ``[..., n]``.
@@ -73,7 +73,7 @@ def first_order_entropy_change(logits: torch.Tensor, delta: torch.Tensor) -> tor
 
 
 def second_order_entropy_change(logits: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Second-order Taylor prediction of ΔH (theory.md §1.4; absent from the paper):
+    """Second-order Taylor prediction of ΔH (docs/theory.md §1.4; absent from the paper):
 
         ΔH ≈ −Cov_π(ℓ, δ) − ½ [Var_π(δ) + E_π((ℓ + H)(δ − E_π δ)²)],   ℓ = log π.
 
@@ -94,7 +94,7 @@ def second_order_entropy_change(logits: torch.Tensor, delta: torch.Tensor) -> to
 
 
 def first_order_error_bound(logits: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Rigorous bound on the error of Lemma 1 (theory.md §1.5):
+    """Rigorous bound on the error of Lemma 1 (docs/theory.md §1.5):
 
         |ΔH − (−Cov_π(ℓ, δ))| ≤ ½ R² (¼ + 2 log n),
 
@@ -121,7 +121,7 @@ def entropy_step_report(logits: torch.Tensor, delta: torch.Tensor) -> dict[str, 
     """Everything above for one step z ↦ z + δ, from one validation and one log-softmax per side:
 
         entropy = H(z),  exact = H(z + δ) − H(z),  first_order = −Cov_π(ℓ, δ)  (Lemma 1),
-        second_order (theory.md §1.4),  bound = ½ R² (¼ + 2 log n)  (theory.md §1.5).
+        second_order (docs/theory.md §1.4),  bound = ½ R² (¼ + 2 log n)  (docs/theory.md §1.5).
 
     Equal to calling :func:`~theory.entropy`, :func:`entropy_change`, :func:`first_order_entropy_change`,
     :func:`second_order_entropy_change` and :func:`first_order_error_bound` separately (tested), at a
@@ -146,7 +146,7 @@ def entropy_step_report(logits: torch.Tensor, delta: torch.Tensor) -> dict[str, 
 
 def log_prob_change_norm_sq(logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """‖e_a − π‖² = 1 − 2π_a + Σ_b π_b² — the growth factor of log π_a under a sampled step
-    (Δ log π_a = η A_a ‖e_a − π‖² + O(η²); theory.md §1.8, Li 2025 arXiv 2506.12912).
+    (Δ log π_a = η A_a ‖e_a − π‖² + O(η²); docs/theory.md §1.8, Li 2025 arXiv 2506.12912).
 
     Args:
       logits: ``[..., n]``; action: integer ``[...]`` index of the sampled action.

@@ -11,7 +11,7 @@ from .softmax import _expect, _log_policy, _prepare
 def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
     """KL(p‖q) = Σ_a p_a (log p_a − log q_a) for p = softmax(logits_p), q = softmax(logits_q).
 
-    Its logit gradient is ∇_{z_p} KL = F_p (log p − log q) (theory.md §1.12). Actions masked in p
+    Its logit gradient is ∇_{z_p} KL = F_p (log p − log q) (docs/theory.md §1.12). Actions masked in p
     contribute 0; an action masked in q but not in p gives +inf.
 
     Args:

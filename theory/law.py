@@ -7,7 +7,7 @@ of one RL run without entropy/KL intervention follow
     R = −a·exp(H) + b,        ceiling R(H=0) = b − a,        dR/dH = −a·exp(H)   (§2.4, §2.5).
 
 The law is linear in X = exp(H), so ordinary least squares on (X, R) gives (a, b) in closed form
-(shared/reference/theory.md §1.15). Because of that, H must be in nats (in bits exp(H) would be
+(docs/theory.md §1.15). Because of that, H must be in nats (in bits exp(H) would be
 2^H_bits, a different law) and its aggregation matters (exp(mean H) ≤ mean exp(H)); this module
 takes H as given.
 
@@ -231,7 +231,7 @@ def fit_entropy_law(H, R, *, n_boot: int = 1000, seed: int | None = 0, ci: float
     """Fits R = −a·exp(H) + b (Eq. 6) by ordinary least squares on X = exp(H).
 
     With X = exp(H):  a = −Cov(X, R)/Var(X),  b = mean(R) + a·mean(X),  ceiling = b − a = R̂(H=0)
-    (Cui et al. 2025, Eq. 6 and §2.4; closed form from theory.md §1.15). Bootstrap intervals for
+    (Cui et al. 2025, Eq. 6 and §2.4; closed form from docs/theory.md §1.15). Bootstrap intervals for
     a, b and the ceiling come from ``n_boot`` replicates drawn with ``numpy.random.default_rng(seed)``.
     The replicates treat residuals as independent; the points of a training log are autocorrelated
     in time, so on real runs read the intervals as a lower bound on the uncertainty.
@@ -265,7 +265,8 @@ def fit_entropy_law(H, R, *, n_boot: int = 1000, seed: int | None = 0, ci: float
     r2, rmse, _ = _r2_rmse(R, slope * X + b)
     cis: dict = {}
     if n_boot and H.size < MIN_CI_POINTS:
-        warnings.warn(f"fit_entropy_law: {H.size} points are too few for a {ci:.0%} interval (a and b use 2 of "
+        warnings.warn(f"fit_entropy_law: {H.size} points are too few for a {ci:.0%} interval "
+                      "(a and b use 2 of "
                       f"them; need >= {MIN_CI_POINTS}); the fit is reported without intervals", stacklevel=2)
         n_boot = 0
     if n_boot:

@@ -160,7 +160,7 @@ def compare_forms(H, R) -> list[FormFit]:
       power        R = −a·H^c + b, c > 0  (3 parameters; c = 1 is the linear form; needs H ≥ 0)
 
     AIC = n·ln(SSE/n) + 2(k + 1) for Gaussian residuals with k regression parameters
-    (theory.md §1.15: in the usual range H ≲ 1, exp(H) and 1 + H differ by at most e − 2, so the
+    (docs/theory.md §1.15: in the usual range H ≲ 1, exp(H) and 1 + H differ by at most e − 2, so the
     forms are hard to tell apart and a model-selection criterion is needed). A difference of a
     couple of AIC units is not decisive.
 

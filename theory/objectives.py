@@ -24,16 +24,15 @@ added to the loss matrix before aggregating, i.e. verl's ``agg(L) − α·agg(H)
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import torch
 
-from ._checks import check_scalar
+from ._checks import Hyperparameter
 from .cov_selection import (CovStats, Selection, centred_products, clip_cov_selection, kl_cov_selection,
                             prepare_tokens, scope_moments, scope_stats)
 
@@ -106,43 +105,6 @@ KNOWN_OBJECTIVES: tuple[str, ...] = tuple(n.value for n in ObjectiveName)
 ObjectiveFn = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 #: a selection hook: (hyperparameters, lp, old, adv, mask, generator) -> Selection (prepared inputs)
 SelectHook = Callable[..., Selection]
-
-
-@dataclass(frozen=True)
-class Hyperparameter:
-    """Default and valid values of a hyperparameter: ``kind`` "real" (in [low, high]; finite unless
-    ``finite`` is False; ``fraction``: a token fraction under the percent guard), "bool", or "any"
-    (unchecked: a custom objective's own keyword)."""
-
-    default: Any = inspect.Parameter.empty
-    kind: str = "any"
-    low: float = -math.inf
-    high: float = math.inf
-    finite: bool = True
-    fraction: bool = False
-
-    def check(self, name: str, value):
-        if self.kind == "any":
-            return value
-        if self.kind == "bool":
-            if value in (True, False):
-                return bool(value)
-            raise ValueError(f"{name}={value!r} must be True or False")
-        if self.finite:
-            v = check_scalar(value, name)
-        else:
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a real number, got {value!r}") from None
-        if v != v:
-            raise ValueError(f"{name} must not be NaN")
-        if not self.low <= v <= self.high:
-            hint = " (a fraction of tokens, not a percent)" if self.fraction else ""
-            lo = "(-inf" if self.low == -math.inf else f"[{self.low:g}"
-            hi = "inf)" if self.high == math.inf else f"{self.high:g}]"
-            raise ValueError(f"{name}={v:g} is outside its valid range {lo}, {hi}{hint}")
-        return v
 
 
 _FRACTION = Hyperparameter(kind="real", low=0.0, high=1.0, fraction=True)
@@ -371,7 +333,7 @@ def clip_cov(log_prob, old_log_prob, advantages, mask, *, clip_ratio: float = 2e
              cov_ub: float = 5.0, eps_low: float = 0.2, eps_high: float = 0.2,
              allow_large_ratio: bool = False, generator: torch.Generator | None = None,
              stats: CovStats | None = None) -> Loss:
-    """Clip-Cov (paper §4.2, Eqs. 11–12; semantics of the reference code, ecosystem.md §1.3):
+    """Clip-Cov (paper §4.2, Eqs. 11–12; semantics of the reference code, docs/ecosystem.md §1.3):
 
         Cov_i  = (A_i − Ā)(log π_θ(y_i) − mean log π_θ)          (Eq. 10, masked means, detached)
         cand   = {i unmasked, PPO clip not active at i, cov_lb < Cov_i < cov_ub}
@@ -406,14 +368,14 @@ def clip_cov(log_prob, old_log_prob, advantages, mask, *, clip_ratio: float = 2e
 def kl_cov(log_prob, old_log_prob, advantages, mask, *, kl_ratio: float = 2e-3, kl_coef: float = 1.0,
            allow_large_ratio: bool = False, generator: torch.Generator | None = None,
            stats: CovStats | None = None) -> Loss:
-    """KL-Cov (paper §4.2, Eqs. 13–14; semantics of the reference code, ecosystem.md §1.4):
+    """KL-Cov (paper §4.2, Eqs. 13–14; semantics of the reference code, docs/ecosystem.md §1.4):
 
         Cov_i = (A_i − Ā)(log π_θ(y_i) − mean log π_θ)           (Eq. 10, masked means, detached)
         I_KL  = the max(1, ⌊k·N⌋) unmasked tokens with the largest Cov_i
         L_i   = −A_i ρ_i + [i ∈ I_KL] · β |log π_θ(y_i) − log π_old(y_i)|
 
     No PPO clipping at all. At ρ ≡ 1 the penalty and its (sub)gradient are 0, so on-policy KL-Cov is
-    exactly vanilla −Aρ (ecosystem.md §1.4); it only acts off-policy. Ties in Cov are broken by
+    exactly vanilla −Aρ (docs/ecosystem.md §1.4); it only acts off-policy. Ties in Cov are broken by
     position. Paper defaults: k = 2e-3 (7B), 2e-4 (32B), β = 1 (verl's default β is 0.1).
 
     Args:

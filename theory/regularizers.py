@@ -32,7 +32,7 @@ def entropy_bonus(
     entropy: torch.Tensor, mask: torch.Tensor, *, coef: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Entropy-bonus term to add to an objective's loss matrix: L_t = −α H_t (paper §4.1,
-    L_ent = L − α H(π_θ); theory.md §1.11).
+    L_ent = L − α H(π_θ); docs/theory.md §1.11).
 
     Args:
       entropy: ``[B, T]`` per-token entropy H(π_θ(·|y_<t)), differentiable.
@@ -59,7 +59,7 @@ def reference_kl(
     estimator: str = "k3",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Reference-KL term to add to an objective's loss matrix: L_t = β k(y_t), a per-token estimate of
-    KL(π_θ ‖ π_ref) from tokens sampled by π_θ (paper §4.1, L_KL = L + β D_KL; theory.md §1.12).
+    KL(π_θ ‖ π_ref) from tokens sampled by π_θ (paper §4.1, L_KL = L + β D_KL; docs/theory.md §1.12).
     With δ = log π_ref(y_t) − log π_θ(y_t) (clamped to ±20 for k3) and r = e^δ:
 
         k1 = −δ,   k2 = ½ δ²,   k3 = r − 1 − δ          (Schulman's estimators; k3 = verl low_var_kl)

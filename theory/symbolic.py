@@ -7,9 +7,9 @@ log Σ_b x_b by a symbol L after differentiation; what remains is a rational fun
 numerator must cancel.
 
 Identities (each returns the simplified difference; 0 means proven for that n):
-  * gradient:      ∂H/∂z_j = −π_j (log π_j + H)                               (theory.md §1.1)
+  * gradient:      ∂H/∂z_j = −π_j (log π_j + H)                               (docs/theory.md §1.1)
   * lemma1:        Σ_j ∂H/∂z_j d_j = −Cov_π(log π, d)                          (paper Lemma 1)
-  * second_order:  d²/dt² H(z + t d)|₀ = −Var_π(d) − E_π[(log π + H)(d − E_π d)²] (theory.md §1.4)
+  * second_order:  d²/dt² H(z + t d)|₀ = −Var_π(d) − E_π[(log π + H)(d − E_π d)²] (docs/theory.md §1.4)
   * proposition1:  ∂/∂z_j Σ_a π_a r_a = π_j (r_j − E_π r)                      (paper Prop. 1)
   * npg:           F r = ∇_z E_π r with F = diag π − π πᵀ, so F⁺∇J = r + c·1   (paper Thm. 2)
 """
@@ -52,7 +52,8 @@ _STATEMENTS = {
     "lemma1": sp.Eq(sp.Sum(sp.Derivative(_H, _z[_j]) * _d[_j], (_j, 1, _n)),
                     -_E((sp.log(_p[_a]) + _H) * (_d[_a] - _E(_d[_b], _b)))),
     "second_order": sp.Eq(sp.Derivative(sp.Function("H")(_t), (_t, 2)).subs(_t, 0),
-                          -_E((_d[_a] - _E(_d[_b], _b)) ** 2) - _E((sp.log(_p[_a]) + _H) * (_d[_a] - _E(_d[_b], _b)) ** 2)),
+                          -_E((_d[_a] - _E(_d[_b], _b)) ** 2)
+                          - _E((sp.log(_p[_a]) + _H) * (_d[_a] - _E(_d[_b], _b)) ** 2)),
     "proposition1": sp.Eq(sp.Derivative(_E(_r[_a]), _z[_j]), _p[_j] * (_r[_j] - _E(_r[_a]))),
     "npg": sp.Eq(sp.Sum((sp.KroneckerDelta(_j, _a) * _p[_j] - _p[_j] * _p[_a]) * _r[_a], (_a, 1, _n)),
                  sp.Derivative(_E(_r[_a]), _z[_j])),
@@ -126,9 +127,9 @@ def _npg(s: _Softmax):
 
 
 IDENTITIES: dict[str, tuple[str, Callable]] = {
-    "gradient": ("theory.md §1.1", _gradient),
+    "gradient": ("docs/theory.md §1.1", _gradient),
     "lemma1": ("Lemma 1", _lemma1),
-    "second_order": ("theory.md §1.4", _second_order),
+    "second_order": ("docs/theory.md §1.4", _second_order),
     "proposition1": ("Proposition 1", _proposition1),
     "npg": ("Theorem 2", _npg),
 }

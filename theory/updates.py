@@ -4,7 +4,7 @@ changes they predict.
 * vanilla PG (Proposition 1):  Δz = η π ⊙ (A − E_π A)       (the paper writes η π ⊙ A, valid iff E_π A = 0)
 * natural PG (Theorem 2):      Δz = η A                      (up to a constant shift, which H ignores)
 * entropy-regularised NPG (Cen et al. 2022, bandit form): Δz = η (A − τ log π)
-* sampled REINFORCE: Δz = mean_i η A_i (e_{a_i} − π), unbiased for the PG step (theory.md §1.8)
+* sampled REINFORCE: Δz = mean_i η A_i (e_{a_i} − π), unbiased for the PG step (docs/theory.md §1.8)
 
 Shapes: ``logits`` and per-action ``advantages`` are ``[..., n]``; per-sample ``actions`` (integer) and
 ``advantages`` are ``[..., N]`` with the same leading dims as ``logits``.
@@ -51,8 +51,9 @@ def _per_sample(logits, actions, advantages, lr):
     return z, actions.long(), adv, ell, pi, valid, lr
 
 
-def pg_logit_step(logits: torch.Tensor, advantages: torch.Tensor, lr: float, centered: bool = True) -> torch.Tensor:
-    """Logit step of exact vanilla policy gradient (paper Proposition 1, theory.md §1.6):
+def pg_logit_step(logits: torch.Tensor, advantages: torch.Tensor, lr: float,
+                  centered: bool = True) -> torch.Tensor:
+    """Logit step of exact vanilla policy gradient (paper Proposition 1, docs/theory.md §1.6):
 
         Δz = η ∇_z E_π[A] = η π ⊙ (A − E_π A) = η F A.
 
@@ -92,7 +93,7 @@ def npg_logit_step(logits: torch.Tensor, advantages: torch.Tensor, lr: float) ->
 def entropy_regularized_npg_logit_step(
     logits: torch.Tensor, advantages: torch.Tensor, lr: float, tau: float
 ) -> torch.Tensor:
-    """Entropy-regularised NPG step (Cen et al. 2022; theory.md §1.13), bandit/logit form:
+    """Entropy-regularised NPG step (Cen et al. 2022; docs/theory.md §1.13), bandit/logit form:
 
         Δz = η (A − τ log π),  i.e. z ← (1 − ητ) z + η A + const,
 
@@ -115,7 +116,7 @@ def sampled_logit_step(
 
         Δz = (1/N) Σ_i η A_i (e_{a_i} − π).
 
-    E_{a~π}[η A_a (e_a − π)] = η π ⊙ (A − E_π A) (theory.md §1.8): unbiased for :func:`pg_logit_step`.
+    E_{a~π}[η A_a (e_a − π)] = η π ⊙ (A − E_π A) (docs/theory.md §1.8): unbiased for :func:`pg_logit_step`.
 
     Args:
       logits: ``[..., n]``; actions: integer ``[..., N]``; advantages: ``[..., N]`` (one per sample); lr: η.
@@ -158,7 +159,7 @@ def _discriminator(ell: torch.Tensor, pi: torch.Tensor) -> tuple[torch.Tensor, t
 def sample_entropy_contribution(
     logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, lr: float
 ) -> torch.Tensor:
-    """Per-sample first-order entropy change of the single-sample step η A_a (e_a − π) (theory.md §1.8):
+    """Per-sample first-order entropy change of the single-sample step η A_a (e_a − π) (docs/theory.md §1.8):
 
         ΔH⁽¹⁾(a) = −Cov_π(ℓ, η A_a (e_a − π)) = −η A_a (S_a − E_π S),   S_b = π_b (log π_b + H).
 
@@ -180,9 +181,10 @@ def expected_sampled_entropy_change(
     logits: torch.Tensor, advantages: torch.Tensor, lr: float, order: int = 2
 ) -> torch.Tensor:
     """Expected entropy change of one single-sample REINFORCE step, a ~ π, to a given order
-    (theory.md §1.8, "noise-induced second-order drift"):
+    (docs/theory.md §1.8, "noise-induced second-order drift"):
 
-        E_a[ΔH] ≈ −η Cov_π(ℓ, π ⊙ Ā) − (η²/2) E_a[A_a² (Var_π(e_a − π) + E_π[(ℓ + H)(e_a − π − E_π(e_a − π))²])].
+        E_a[ΔH] ≈ −η Cov_π(ℓ, π ⊙ Ā)
+                  − (η²/2) E_a[A_a² (Var_π(e_a − π) + E_π[(ℓ + H)(e_a − π − E_π(e_a − π))²])].
 
     The η² term is the second-order term of each sampled direction, averaged; it differs from the second
     order of the *expected* step and is not sign-definite. Cost O(n²) per state (enumerates actions).

@@ -89,16 +89,19 @@ def _ratio_rows(gen, k, residual, target):
             ratios.append(num / den)
     ratios.sort()
     median = ratios[len(ratios) // 2]
-    return abs(median - target), 0.5 if target == 4 else 2.0, f"median ratio e(t)/e(t/2) = {median:.2f} (~{target})"
+    return (abs(median - target), 0.5 if target == 4 else 2.0,
+            f"median ratio e(t)/e(t/2) = {median:.2f} (~{target})")
 
 
 def _quadratic(gen, k):
-    res = lambda z, d: (entropy_change(z, d) - first_order_entropy_change(z, d)).item()
+    def res(z, d):
+        return (entropy_change(z, d) - first_order_entropy_change(z, d)).item()
     return _ratio_rows(gen, k, res, 4)
 
 
 def _cubic(gen, k):
-    res = lambda z, d: (entropy_change(z, d) - second_order_entropy_change(z, d)).item()
+    def res(z, d):
+        return (entropy_change(z, d) - second_order_entropy_change(z, d)).item()
     return _ratio_rows(gen, k, res, 8)
 
 
@@ -119,7 +122,8 @@ def _two_distribution(gen, k):
         z, d = _instance(gen)
         zp, ell = z + d, log_policy(z)
         lhs = entropy(zp) - entropy(z)
-        rhs = -((torch.softmax(zp, -1) * ell).sum() - (torch.softmax(z, -1) * ell).sum()) - categorical_kl(zp, z)
+        rhs = (-((torch.softmax(zp, -1) * ell).sum() - (torch.softmax(z, -1) * ell).sum())
+               - categorical_kl(zp, z))
         worst = max(worst, (lhs - rhs).abs().item())
     return worst, 1e-10, "H(pi')-H(pi) = -(E'l - El) - KL(pi'||pi)"
 
@@ -139,7 +143,8 @@ def _uncentred(gen, k):
     for _ in range(k):
         z, a = _instance(gen)
         pi, ell = torch.softmax(z, -1), log_policy(z)
-        gap = predicted_entropy_change(z, a, 0.1, "pg", centered=False) - predicted_entropy_change(z, a, 0.1, "pg")
+        gap = (predicted_entropy_change(z, a, 0.1, "pg", centered=False)
+               - predicted_entropy_change(z, a, 0.1, "pg"))
         worst = max(worst, (gap + 0.1 * (pi * a).sum() * policy_covariance(z, ell, pi)).abs().item())
     return worst, 1e-12, "literal eta pi A adds -eta c Cov(l, pi)"
 
@@ -184,7 +189,8 @@ def _discriminator(gen, k):
         n = z.numel()
         acts, adv = torch.arange(n)[:, None], a[:, None]
         per = sample_entropy_contribution(z.expand(n, n), acts, adv, 0.3).squeeze(-1)
-        direct = first_order_entropy_change(z.expand(n, n), sampled_logit_step(z.expand(n, n), acts, adv, 0.3))
+        direct = first_order_entropy_change(z.expand(n, n),
+                                            sampled_logit_step(z.expand(n, n), acts, adv, 0.3))
         worst = max(worst, (per - direct).abs().max().item())
     return worst, 1e-12, "-Cov(l, eta A_a(e_a - pi)) = -eta A_a (S_a - E S)"
 
@@ -220,7 +226,8 @@ def _bonus(gen, k):
     for _ in range(k):
         z, a = _instance(gen)
         d = pg_logit_step(z, a, 0.1)
-        diff = first_order_entropy_change(z, d + 0.05 * entropy_gradient(z)) - first_order_entropy_change(z, d)
+        diff = (first_order_entropy_change(z, d + 0.05 * entropy_gradient(z))
+                - first_order_entropy_change(z, d))
         pi, ell, h = torch.softmax(z, -1), log_policy(z), entropy(z)
         worst = max(worst, (diff - 0.05 * (pi**2 * (ell + h) ** 2).sum()).abs().item())
     return worst, 1e-12, "bonus adds eta alpha sum pi^2 (l + H)^2 >= 0"
@@ -327,5 +334,6 @@ def format_table(rows: list[Row]) -> str:
     body = [(r.statement, r.reference, str(r.instances), f"{r.max_error:.2e}", r.bound,
              "PASS" if r.passed else "FAIL") for r in rows]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-    fmt = lambda cols: " | ".join(c.ljust(w) for c, w in zip(cols, widths))
+    def fmt(cols):
+        return " | ".join(c.ljust(w) for c, w in zip(cols, widths))
     return "\n".join([fmt(head), "-+-".join("-" * w for w in widths), *map(fmt, body)])

@@ -4,9 +4,10 @@ For token states with logits z ∈ ℝ^V (V ≈ 1.5·10⁵ for Qwen) and, option
 over row chunks computes per row:
 
     log Z = logsumexp(z)                    H = −Σ π ℓ                    (paper Eq. 5, per token)
-    Σ π²                                    Σ π² ℓ                        (collision prob., discriminator E_π S = Σ π²(ℓ + H))
+    Σ π²                                    Σ π² ℓ                        (collision prob., discriminator
+                                                                           E_π S = Σ π²(ℓ + H))
     −Cov_π(ℓ, δ)                            (Lemma 1, first-order ΔH)
-    −½ [Var_π(δ) + E_π((ℓ + H)(δ − E_π δ)²)] (second-order term, theory.md §1.4)
+    −½ [Var_π(δ) + E_π((ℓ + H)(δ − E_π δ)²)] (second-order term, docs/theory.md §1.4)
 
 Naive equivalent (what :func:`vocab_stats_reference` computes in float64, materialising [rows, V]):
 ``ell = log_softmax(z); p = ell.exp(); H = -(p*ell).sum(-1)``, ``theory.first_order_entropy_change(z, δ)``
@@ -133,7 +134,8 @@ def _raise_for_bad_rows(logits, delta, out) -> None:
     bad = (~finite).nonzero().squeeze(-1)
     _check(logits[bad], None if delta is None else delta[bad])
     raise ValueError(f"non-finite result in {bad.numel()} row(s) (first: row {int(bad[0])}) although the "
-                     "inputs are finite: values too large for the compute dtype; use compute_dtype=torch.float64")
+                     "inputs are finite: values too large for the compute dtype; "
+                     "use compute_dtype=torch.float64")
 
 
 def default_chunk_rows(

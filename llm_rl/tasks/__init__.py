@@ -9,7 +9,8 @@ from .base import Problem, Task, make_splits
 from .countdown import CountdownTask
 from .prompt_file import PromptFileTask, load_prompt_file
 
-TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask, "file": PromptFileTask}
+TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask,
+                                "file": PromptFileTask}
 
 
 def make_task(name: str, **knobs) -> Task:
@@ -24,4 +25,5 @@ def make_task(name: str, **knobs) -> Task:
     return cls(**knobs)
 
 
-__all__ = ["TASKS", "ArithmeticTask", "CountdownTask", "PromptFileTask", "load_prompt_file", "Problem", "Task", "make_splits", "make_task"]
+__all__ = ["TASKS", "ArithmeticTask", "CountdownTask", "PromptFileTask", "load_prompt_file", "Problem",
+           "Task", "make_splits", "make_task"]

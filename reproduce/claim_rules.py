@@ -1,0 +1,141 @@
+"""How a claim of the paper is declared and graded: the verdicts, the :class:`Rule` that turns a measured
+value into one, the :class:`ClaimSpec` that declares a claim once and the :class:`ClaimRow` it yields.
+The claims themselves are declared in :mod:`reproduce.claims`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from figures.fig_covariance import Table1Result
+from figures.results import FigureResults
+
+HOLDS, PARTLY, FAILS, NA = "holds", "partly", "does not hold", "not measured"
+NOT_IN_QUICK = "not measured in quick (runs in --profile full)"
+"""what an LLM claim without data says under ``--profile quick`` (its runs are in ``--profile full``)"""
+NAN = float("nan")
+
+
+def is_finite(x) -> bool:
+    """True for a real, finite number (None, NaN, inf and non-numbers are not)."""
+    return x is not None and isinstance(x, (int, float, np.floating)) and math.isfinite(float(x))
+
+
+def grade(x, holds_if, partly_if) -> str:
+    """Verdict for a number: ``holds_if(x)`` -> holds, ``partly_if(x)`` -> partly, else does not hold."""
+    if not is_finite(x):
+        return NA
+    return HOLDS if holds_if(x) else PARTLY if partly_if(x) else FAILS
+
+
+def pct(x, digits: int = 0) -> str:
+    """``0.731`` -> ``"73%"``; non-finite -> ``"n/a"``."""
+    return f"{100 * x:.{digits}f}%" if is_finite(x) else "n/a"
+
+
+def num(x, fmt: str = ".3g") -> str:
+    return format(float(x), fmt) if is_finite(x) else "n/a"
+
+
+def finite_mean(xs):
+    """Mean of the finite values of ``xs`` (NaN when there are none)."""
+    xs = [x for x in xs if is_finite(x)]
+    return float(np.mean(xs)) if xs else NAN
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything a claim is measured from (``verify_rows``: ``theory.verify.run_checks`` rows)."""
+
+    figures: FigureResults
+    verify_rows: tuple = ()
+    table1: Table1Result | None = None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Our measurement of a claim: the value its rule judges (a number or a tuple) and its text."""
+
+    value: Any
+    ours: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a measured value is graded: ``holds(value)`` -> holds, else ``partly(value)`` -> partly, else
+    does not hold; "not measured" when ``value`` is None or ``judged(value)`` is false. Without
+    ``judged``, the value is one number graded by :func:`grade` (not finite: not measured). ``text``
+    states the thresholds."""
+
+    holds: Callable[[Any], bool]
+    partly: Callable[[Any], bool]
+    text: str
+    judged: Callable[[Any], bool] | None = None
+
+    def verdict(self, value) -> str:
+        if value is None or self.judged is None:
+            return NA if value is None else grade(value, self.holds, self.partly)
+        if not self.judged(value):
+            return NA
+        return HOLDS if self.holds(value) else PARTLY if self.partly(value) else FAILS
+
+
+def at_least(holds: float, partly: float, text: str) -> Rule:  # x >= holds: holds, x >= partly: partly
+    return Rule(lambda x: x >= holds, lambda x: x >= partly, text)
+
+
+@dataclass(frozen=True)
+class Absent:
+    """The row a claim shows when its figure was not drawn (``ref`` / ``paper`` None: the claim's)."""
+
+    ours: str
+    rule: str = ""
+    ref: str | None = None
+    paper: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """One row of the claims table: the claim, where in the paper (section, figure, table, equation),
+    the paper's number and ours (text), the verdict (:data:`HOLDS`, :data:`PARTLY`, :data:`FAILS` or
+    :data:`NA`) and a note: the rule's thresholds (the table's ``rule`` column)."""
+
+    claim: str
+    ref: str
+    paper: str
+    ours: str
+    verdict: str
+    note: str
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim, declared once: ``measure`` gives ours from the evidence (None when the figure behind
+    it was not drawn: then the row is ``absent``'s, or left out when ``absent`` is None) and ``rule``
+    grades it. ``llm``: a claim about LLM runs (ungraded under ``--profile quick``, it says
+    :data:`NOT_IN_QUICK`)."""
+
+    claim: str
+    ref: str
+    paper: str
+    measure: Callable[[Evidence], Measured | None]
+    rule: Rule
+    llm: bool = False
+    absent: Absent | None = None
+
+    def row(self, ev: Evidence, profile: str = "") -> ClaimRow | None:
+        """This claim's row for ``ev`` (None when it is left out)."""
+        m, a = self.measure(ev), self.absent
+        if m is not None:
+            row = ClaimRow(self.claim, self.ref, self.paper, m.ours, self.rule.verdict(m.value),
+                           self.rule.text)
+        elif a is not None:
+            row = ClaimRow(self.claim, a.ref or self.ref, a.paper or self.paper, a.ours, NA, a.rule)
+        else:
+            return None
+        quick_na = profile == "quick" and self.llm and row.verdict == NA
+        return replace(row, ours=NOT_IN_QUICK) if quick_na else row
