@@ -32,7 +32,7 @@ def reproduce(profile: str, out: str | Path, jobs: int = 2, run: bool = True, pr
     from .report import write_report
 
     t0 = time.time()
-    out = Path(out)
+    out = Path(out).resolve()  # once, at the top: the runs land under it from any working directory
     out.mkdir(parents=True, exist_ok=True)
     specs = plan(profile) if specs is None else specs
     if run:
