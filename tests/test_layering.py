@@ -1,6 +1,6 @@
 """The package's layers, read from the code's own imports (no module is imported or run).
 
-    theory, rundir  <-  simulators, llm_rl  <-  figures  <-  reproduce  <-  cli
+    theory, rundir  <-  simulators, llm_rl  <-  integrations, figures  <-  reproduce  <-  cli
 
 A package may import only the packages of the layers below it (and itself); ``simulators`` and
 ``llm_rl`` never import each other; ``theory`` and ``rundir`` import none of ours; within ``theory``
@@ -21,9 +21,10 @@ ALLOWED: dict[str, set[str]] = {
     "rundir": set(),
     "simulators": {"theory", "rundir"},
     "llm_rl": {"theory", "rundir"},
+    "integrations": {"theory", "rundir", "llm_rl"},
     "figures": {"theory", "rundir", "simulators", "llm_rl"},
-    "reproduce": {"theory", "rundir", "simulators", "llm_rl", "figures"},
-    "cli": {"theory", "rundir", "simulators", "llm_rl", "figures", "reproduce"},
+    "reproduce": {"theory", "rundir", "simulators", "llm_rl", "figures", "integrations"},
+    "cli": {"theory", "rundir", "simulators", "llm_rl", "figures", "reproduce", "integrations"},
 }
 
 
