@@ -1,7 +1,8 @@
 """Rollout / update / end-to-end throughput (tokens/s) of the llm_rl trainer vs TRL's ``GRPOTrainer``.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/trainer_throughput.py [--steps 10] [--warmup 1]
-        [--repeats 3] [--task arithmetic] [--model DIR] [--device cpu]   # TRL side: pip install '.[bench]'
+        [--repeats 3] [--task arithmetic] [--model DIR] [--device cpu|cuda] [--json-out FILE]
+        # TRL side: pip install '.[bench]'
 
 Runs, in one process and on the same model directory (default: the cached warm start of ``--task``):
 
@@ -30,9 +31,11 @@ same number of optimizer steps, and TRL re-scores π_old after generation as we 
 penalty; ``beta=0`` (no reference model); ``epsilon`` = our eps_low=eps_high (0.2); ``loss_type="bnpo"``
 (token mean over the mini-batch = our ``token-mean`` with whole-mini-batch denominators; ``"dapo"`` when
 gradient accumulation is needed); ``scale_rewards="group"`` (GRPO advantages); AdamW with our lr, betas,
-weight decay, constant schedule, no warm-up, grad-clip norm; fp32 on CPU (``use_cpu``, ``bf16=False``), no
-gradient checkpointing, no vLLM, no logging / reporting / saving. ``--device`` moves only our trainer (TRL
-stays on CPU), so the comparison is like-for-like only with the default ``--device cpu``.
+weight decay, constant schedule, no warm-up, grad-clip norm; both sides on ``--device``: fp32 on CPU
+(``use_cpu``, ``bf16=False``), on CUDA bf16 autocast with fp32 master weights (``bf16=True`` on an fp32
+model, as our trainer's autocast); no gradient checkpointing, no vLLM, no logging / reporting / saving.
+``--json-out FILE`` also writes every row and the end-to-end ratio (``e2e_ratio``, None without TRL) as
+JSON (``entropy-mech reproduce --profile gpu`` reads it).
 
 Not matched: TRL samples with ``model.generate`` (its logits processors are identity at these settings;
 it stops on <eos> like ours, but draws from the global RNG instead of our per-row seeded streams) and
@@ -84,7 +87,7 @@ def run_llm_rl(cfg, warmup: int) -> dict:
             "rollout_s": roll_s, "update_s": wall - roll_s, "wall_s": wall}
 
 
-def run_trl(cfg, warmup: int, out_dir: str) -> dict:
+def run_trl(cfg, warmup: int, out_dir: str, device: str = "cpu") -> dict:
     """Same measurement for ``trl.GRPOTrainer`` configured as ``cfg`` (see the module docstring)."""
     import torch
     from datasets import Dataset
@@ -121,7 +124,8 @@ def run_trl(cfg, warmup: int, out_dir: str) -> dict:
     if eps["eps_low"] != eps["eps_high"] or set(oc.params) - {"eps_low", "eps_high"}:
         raise ValueError("the TRL comparison needs eps_low == eps_high and no other objective params")
     targs = GRPOConfig(
-        output_dir=out_dir, use_cpu=True, bf16=False, fp16=False, activation_checkpointing=False,
+        output_dir=out_dir, use_cpu=device == "cpu", bf16=device.startswith("cuda"), fp16=False,
+        activation_checkpointing=False,
         seed=cfg.seed,
         report_to="none", logging_strategy="no", save_strategy="no", disable_tqdm=True,
         dataloader_pin_memory=False, max_steps=cfg.steps * o.num_minibatches * o.ppo_epochs,
@@ -180,7 +184,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed rollout steps first (>= 1)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs; each side's fastest shown")
     ap.add_argument("--model", default="", help="model directory (default: the cached warm start)")
-    ap.add_argument("--device", default="cpu", help="our trainer's device (TRL always runs on CPU here)")
+    ap.add_argument("--device", default="cpu", help="device of both trainers (cpu, cuda)")
+    ap.add_argument("--json-out", default="", help="also write the measured rows to this JSON file")
     args = ap.parse_args()
     if min(args.steps, args.warmup, args.repeats) < 1:
         ap.error("--steps, --warmup and --repeats must be >= 1")
@@ -212,7 +217,7 @@ def main() -> int:
     if trl is not None:
         def _trl():
             with tempfile.TemporaryDirectory() as tmp:
-                return run_trl(matched_cfg, args.warmup, tmp)
+                return run_trl(matched_cfg, args.warmup, tmp, args.device)
         sides[theirs] = _trl
     t_start, runs = time.time(), {name: [] for name in sides}
     for _ in range(args.repeats):  # interleaved, so slow phases of a shared machine hit every side alike
@@ -226,8 +231,16 @@ def main() -> int:
         roll, upd, end = _rates(m)
         print(f"{name:34s}{roll:14.0f}{upd:14.0f}{end:18.0f}{m['gen_tok']:9d}{m['wall_s']:8.2f}"
               f"  {e2e[0]:.0f}-{e2e[-1]:.0f}")
+    summary = {"device": args.device, "model": model, "task": args.task, "steps": args.steps,
+               "warmup": args.warmup, "repeats": args.repeats, "threads": torch.get_num_threads(),
+               "device_name": torch.cuda.get_device_name(torch.device(args.device))
+               if args.device.startswith("cuda") else "cpu",
+               "trl_version": None if trl is None else trl.__version__, "e2e_ratio": None,
+               "rows": {name: dict(zip(("rollout_tok_s", "update_tok_s", "e2e_tok_s"), _rates(m)),
+                                   gen_tok=m["gen_tok"], wall_s=m["wall_s"]) for name, m in best.items()}}
     if trl is None:
         print("\nTRL comparison skipped: trl is not installed (pip install '.[bench]')")
+        _write_json(args.json_out, summary)
         return 0
     trl_rates = _rates(best[theirs])
     for name, label in ((dflt, "ratio default/TRL"), (matched, "ratio matched/TRL")):
@@ -236,7 +249,15 @@ def main() -> int:
     e2e = _rates(best[matched])[2] / trl_rates[2]
     print(f"\n(rows: the fastest of {args.repeats} repeats per side; total {time.time() - t_start:.0f}s)\n"
           f"end-to-end ratio: {e2e:.2f}x (target >= 1.0x)")
+    _write_json(args.json_out, {**summary, "e2e_ratio": e2e})
     return 0
+
+
+def _write_json(path: str, obj: dict) -> None:
+    if path:
+        from rundir.files import atomic_write_json
+
+        atomic_write_json(Path(path), obj)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
-        return " ".join(_show(v) for v in value)
+        return " ".join(_show(v) for v in value) if value else "none"
     if isinstance(value, dict):
         return ",".join(f"{k}={json.dumps(v)}" for k, v in value.items()) if value else "none"
     if value == "":

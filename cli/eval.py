@@ -12,6 +12,7 @@ The options shared with ``train`` have its names and defaults (``--knob``, ``--s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from llm_rl.config import DataConfig, TrainConfig
     from llm_rl.tasks import TASKS
 
-    d, t = DataConfig(), TrainConfig()
+    d = DataConfig()
+    # TrainConfig's field defaults, without building one (that validates the objective, which imports torch)
+    t = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig)
+                              if f.default is not dataclasses.MISSING})
     parser.add_argument("--task", help=f"task name: {', '.join(sorted(TASKS))} (default: the run's task)")
     parser.add_argument("--knob", action="append", metavar="KEY=VALUE",
                         help="task difficulty knob (repeatable; default: the run's knobs with --run)")

@@ -15,11 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import literal_constant
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech figures``."""
-    from figures.draw import FIGURES
-
+    FIGURES = literal_constant("figures.draw", "FIGURES")  # importing figures.draw imports torch
     parser.add_argument("runs", nargs="+", help="run directories (simulator or LLM)")
     parser.add_argument("--out", required=True, help="directory for the figures")
     parser.add_argument("--only", nargs="+", choices=FIGURES, default=list(FIGURES), help="figures to draw")

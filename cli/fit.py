@@ -2,6 +2,12 @@
 
     entropy-mech fit runs/a/metrics.jsonl export.csv runs/b/tb --early 0.15 --plot fit.png
     entropy-mech fit runs/a --entropy-key actor/entropy --score-key val/score-all --json
+    entropy-mech fit verl_logs/my_project/my_exp.jsonl trl_out/checkpoint-500
+
+Formats (auto-detected; ``--format`` to force): this package's JSONL, CSV exports, TensorBoard, verl's file
+logger (``{"step", "data"}`` lines) and transformers / TRL ``trainer_state.json`` (file, checkpoint directory
+or output directory). Default keys depend on the format (rundir.logs.DEFAULT_KEYS); verl's and TRL's score
+key is picked by pattern among the logged keys and named in a note.
 
 Per log it prints a table: a, b and the ceiling b − a with bootstrap CIs, R², RMSE, the RMSE of
 predicting the run from its first ``--early`` fraction of points and of the reverse test, and the
@@ -20,19 +26,20 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from theory.law import fit_entropy_law, law_predict
-from theory.law_extrapolation import compare_forms, predict_from_early
-
-from rundir.logs import DEFAULT_ENTROPY_KEY, DEFAULT_SCORE_KEY, FORMATS, RunSeries, read_run_log
+from rundir.logs import DEFAULT_KEYS, FORMATS, RunSeries, read_run_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logs", nargs="+", metavar="LOG",
-                        help="JSONL metrics, CSV export, TensorBoard event file, or a run directory")
-    parser.add_argument("--entropy-key", default=DEFAULT_ENTROPY_KEY,
-                        help=f"key / column / tag of the entropy in nats (default {DEFAULT_ENTROPY_KEY})")
-    parser.add_argument("--score-key", default=DEFAULT_SCORE_KEY,
-                        help=f"key / column / tag of the validation score (default {DEFAULT_SCORE_KEY})")
+                        help="JSONL metrics, CSV export, TensorBoard event file, verl file-logger JSONL, "
+                             "TRL trainer_state.json (or its checkpoint folder), or a run folder")
+    parser.add_argument("--entropy-key", default=None,
+                        help="key / column / tag of the entropy in nats (default per format: "
+                             + ", ".join(f"{f} {k[0]}" for f, k in DEFAULT_KEYS.items() if f != "csv") + ")")
+    parser.add_argument("--score-key", default=None,
+                        help="key / column / tag of the validation score (default per format: jsonl/csv/"
+                             f"tensorboard {DEFAULT_KEYS['jsonl'][1]}; verl the one val-core/<source>/acc/"
+                             "mean@<n>; trainer_state eval_accuracy, else eval_reward)")
     parser.add_argument("--step-key", default=None,
                         help="step key/column (default: 'step'; CSV falls back to '_step')")
     parser.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="log format")
@@ -61,6 +68,9 @@ def _finite(x):
 
 def analyse(series: RunSeries, *, early: float, n_boot: int, ci: float, seed: int) -> tuple[dict, list[str]]:
     """Fit, early/reverse prediction and form comparison of one aligned series; returns (result, notes)."""
+    from theory.law import fit_entropy_law  # numpy/scipy: imported on use (fast --help)
+    from theory.law_extrapolation import compare_forms, predict_from_early
+
     notes = [n for n in [series.alignment_note()] if n]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -128,8 +138,27 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+_LOG_FOLDERS = {"tb", "tensorboard", "logs", "log", "events", "metrics"}
+"""folder names that name a log format, not a run: the run is the folder above them"""
+
+
+def run_label(path: str | Path) -> str:
+    """The run a log belongs to, for legends: the folder holding the log file (``runs/a/metrics.jsonl``
+    -> ``a``; a TensorBoard folder ``runs/b/tensorboard`` or its event file -> ``b``); a log file in no
+    named folder -> its stem. ValueError for an empty path."""
+    p = Path(path)
+    if not str(path):
+        raise ValueError("empty log path")
+    folder = p.is_dir() or (not p.exists() and p.suffix == "" and "tfevents" not in p.name)
+    for q in ((p,) if folder else ()) + tuple(p.parents):
+        if q.name and q.name not in _LOG_FOLDERS:
+            return q.name
+    return p.stem or p.name
+
+
 def plot_fits(results: list[tuple[RunSeries, dict]], out: str) -> Path:
     """R vs H scatter with the fitted law (extended to H = 0 to show the ceiling); written atomically."""
+    from theory.law import law_predict
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,7 +171,7 @@ def plot_fits(results: list[tuple[RunSeries, dict]], out: str) -> Path:
     for i, (series, res) in enumerate(results):
         color = f"C{i % 10}"
         fit = res["fit"]
-        ax.scatter(series.H, series.R, s=12, color=color, alpha=0.7, label=Path(series.path).name)
+        ax.scatter(series.H, series.R, s=12, color=color, alpha=0.7, label=run_label(series.path))
         hh = np.linspace(0.0, float(np.nanmax(series.H)) * 1.05, 200)
         ax.plot(hh, law_predict(hh, fit["a"], fit["b"]), color=color,
                 label=f"a={fit['a']:.3g}, b={fit['b']:.3g}, ceiling={fit['ceiling']:.3g}")
@@ -202,7 +231,12 @@ def run(args: argparse.Namespace) -> int:
                 series = read_run_log(log, entropy_key=args.entropy_key, score_key=args.score_key,
                                       step_key=args.step_key, fmt=args.format)
             res, _ = analyse(series, early=args.early, n_boot=args.n_boot, ci=args.ci, seed=args.seed)
-            res["notes"] = [str(w.message) for w in caught] + res["notes"]
+            chosen = (("entropy", series.entropy_key, "entropy-key", args.entropy_key),
+                      ("score", series.score_key, "score-key", args.score_key))
+            picked = [f"{series.path}: {what} key '{key}' is the {series.format} default (--{opt} to change)"
+                      for what, key, opt, given in chosen
+                      if given is None and series.format in ("verl", "trainer_state")]
+            res["notes"] = picked + [str(w.message) for w in caught] + res["notes"]
         except (ValueError, ImportError, OSError) as err:
             msg = str(err) if str(log) in str(err) else f"{log}: {err}"
             print(f"entropy-mech fit: error: {msg}", file=sys.stderr)

@@ -22,7 +22,7 @@ from .common import fail, quiet_transformers
 from .config_args import ConfigArgs, add_config_epilog
 
 if TYPE_CHECKING:
-    from llm_rl.pretrain import PretrainConfig
+    from llm_rl.config import PretrainConfig
 
 # PretrainConfig field -> canonical flag (the same knobs as `train`'s --knob)
 VOCABULARY: dict[str, str] = {"task_knobs": "--knob", "model_sizes": "--model-size"}
@@ -30,7 +30,7 @@ VOCABULARY: dict[str, str] = {"task_knobs": "--knob", "model_sizes": "--model-si
 
 def config_args() -> ConfigArgs:
     """The :class:`ConfigArgs` of ``pretrain`` (PretrainConfig <-> options and --config files)."""
-    from llm_rl.pretrain import PretrainConfig
+    from llm_rl.config import PretrainConfig
     from llm_rl.tasks import TASKS
 
     return ConfigArgs(PretrainConfig, flags=VOCABULARY,

@@ -11,6 +11,8 @@ Examples::
     entropy-mech reproduce --profile quick --out reproduce-quick
     entropy-mech reproduce --profile full --out reproduce-full --jobs 4
     entropy-mech reproduce --profile quick --out reproduce-quick --report-only   # redraw from runs
+    entropy-mech reproduce --profile gpu --out reproduce-gpu --jobs 3   # one GPU, <= 8 min
+    entropy-mech reproduce --profile gpu --tiny --out reproduce-gpu-tiny   # the same steps, toy size, CPU
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech reproduce``."""
-    from reproduce.plans import PROFILES
+    from .common import literal_constant
+
+    PROFILES = literal_constant("reproduce.plans", "PROFILES")  # without importing the plans (torch)
 
     parser.add_argument("--profile", choices=PROFILES, default="quick",
                         help="experiment plan (default quick)")
@@ -32,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-only", action="store_true", help="skip running; draw from finished runs")
     parser.add_argument("--verify-instances", type=int, default=100, help="instances per theorem check")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--tiny", action="store_true",
+                        help="with --profile gpu: the same steps at toy size on CPU (<= 5 min on 2 cores)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,12 +48,16 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"entropy-mech reproduce: error: --out {args.out} is a file, not a folder", file=sys.stderr)
         return 2
+    if args.tiny and args.profile != "gpu":
+        print("entropy-mech reproduce: error: --tiny applies only to --profile gpu", file=sys.stderr)
+        return 2
     from reproduce.pipeline import reproduce
     from rundir.ownership import RunDirError
 
     try:
         res = reproduce(args.profile, args.out, jobs=args.jobs, run=not args.report_only,
-                        progress=not args.no_progress, verify_instances=args.verify_instances)
+                        progress=not args.no_progress, verify_instances=args.verify_instances,
+                        tiny=args.tiny)
     except RunDirError as err:  # another live reproduce writes in --out
         print(f"entropy-mech reproduce: error: {err}", file=sys.stderr)
         return 2

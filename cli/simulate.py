@@ -39,19 +39,14 @@ ADV_NORM_VALUES = {"std": "grpo", "mean": "drgrpo"}
 
 
 def _objective_names() -> list[str]:
-    try:
-        from theory import objectives
-    except ImportError:
-        return []
-    names = getattr(objectives, "OBJECTIVES", None) or getattr(objectives, "OBJECTIVE_NAMES", None)
-    return sorted(names) if names is not None else []
+    from theory.names import KNOWN_OBJECTIVES  # torch-free (the registry, theory.objectives, imports torch)
+
+    return sorted(KNOWN_OBJECTIVES)
 
 
-def _agg_modes() -> tuple[str, ...] | None:
-    try:
-        from theory.aggregation import AGG_MODES
-    except ImportError:
-        return None
+def _agg_modes() -> tuple[str, ...]:
+    from theory.names import AGG_MODES  # torch-free
+
     return AGG_MODES
 
 

@@ -49,11 +49,9 @@ def config_args() -> ConfigArgs:
     from llm_rl.objective_choice import OBJECTIVE_ALIASES
     from llm_rl.tasks import TASKS
 
-    try:
-        from theory.objectives import OBJECTIVES
-        objectives = sorted(set(OBJECTIVES) | set(OBJECTIVE_ALIASES))
-    except ImportError:
-        objectives = sorted(OBJECTIVE_ALIASES)
+    from theory.names import KNOWN_OBJECTIVES  # torch-free (the registry, theory.objectives, imports torch)
+
+    objectives = sorted(set(KNOWN_OBJECTIVES) | set(OBJECTIVE_ALIASES))
     aliases_text = ", ".join(f"{a} = {t}" for a, t in OBJECTIVE_ALIASES.items())
     return ConfigArgs(
         TrainConfig,

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from theory.verify import format_table, run_checks
-
 from .common import fail
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the table; exit 0 when every statement passes, 1 on a FAIL, 2 on a bad option."""
+    from theory.verify import format_table, run_checks  # imports torch: not needed for --help
+
     if args.instances < 1:
         return fail("verify", ValueError(f"--instances must be >= 1, got {args.instances}"))
     if args.symbolic and not 2 <= args.max_n <= 6:

@@ -53,6 +53,9 @@ class Curves:
     """training reward per step (NaN where not logged)"""
     arrays: dict = field(default_factory=dict, repr=False)
     """simulator runs: the raw ``arrays.npz`` content (empty for LLM runs)"""
+    tokens: float = float("nan")
+    """median response tokens per policy update, the pool a Clip-Cov / KL-Cov fraction is taken of (LLM:
+    ``objective/num_tokens``; simulator: G x horizon per prompt); NaN when not logged"""
 
     @property
     def label(self) -> str:
@@ -117,10 +120,13 @@ def _load_llm(path: Path, cfg: dict, val_key: str = "val/acc") -> Curves:
 
     ent = col(train, "entropy/train")
     val = [r for r in recs if r.get(val_key) is not None]
+    tok = col(train, "objective/num_tokens")
+    tok = tok[np.isfinite(tok)]
     return Curves(path=path, kind="llm", config=cfg, meta=_llm_meta(cfg),
                   step=col(train, "step"), entropy=ent, cov=col(train, "cov/batch_mean"),
                   dH=np.append(np.diff(ent), np.nan), resp_len=col(train, "rollout/response_len"),
-                  val_step=col(val, "step"), val_acc=col(val, val_key), reward=col(train, "reward/raw_mean"))
+                  val_step=col(val, "step"), val_acc=col(val, val_key), reward=col(train, "reward/raw_mean"),
+                  tokens=float(np.median(tok)) if tok.size else float("nan"))
 
 
 def _load_sim(path: Path, cfg: dict) -> Curves:
@@ -138,7 +144,8 @@ def _load_sim(path: Path, cfg: dict) -> Curves:
                   entropy=arrays["agg_entropy"].mean(1).astype(np.float64), cov=cov.astype(np.float64),
                   dH=arrays["agg_dH_obs"].mean(1).astype(np.float64), resp_len=np.full(steps.shape, np.nan),
                   val_step=steps, val_acc=arrays["reward"].mean(1).astype(np.float64),
-                  reward=arrays["reward"].mean(1).astype(np.float64), arrays=arrays)
+                  reward=arrays["reward"].mean(1).astype(np.float64), arrays=arrays,
+                  tokens=float(cfg.get("samples", 0) * cfg.get("horizon", 0)) or float("nan"))
 
 
 VAL_KEYS = ("val/acc", "val/acc_sampled", "val/acc_t1")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .curves import Curves, load_many, smooth
-from .style import color, new_figure, save_figure
+from .style import color, new_figure, save_figure, SMALL_LEGEND
 
 FRACTIONS = (1 / 12, 1 / 3)
 """the two checkpoints of paper Fig. 2 (step 200 and 800 of 2400)"""
@@ -125,7 +125,7 @@ def plot_collapse(run_dirs, out_stem: str | Path, pdf: bool = False,
         ax_share.plot(tg, 100 * gs, color=color(i), lw=1)
     ax.set(xlabel="step", ylabel="validation accuracy (%) [solid]", title="accuracy and entropy (Fig. 1)")
     twin.set_ylabel("training entropy (nats) [dashed]")
-    ax.legend(loc="best", fontsize=6)
+    ax.legend(loc="best", fontsize=SMALL_LEGEND)
     for f in FRACTIONS:
         ax_share.axvline(f, color="grey", lw=0.8, ls=":")
     ax_share.set(xlabel="fraction of training steps", ylabel="% of total change",

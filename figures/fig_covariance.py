@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,9 +24,20 @@ import torch
 from theory import token_covariance
 
 from .curves import load_many, smooth
-from .style import color, new_figure, save_figure
+from .style import color, new_figure, save_figure, SMALL_LEGEND
 
 TOP_PERCENT = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
+MIN_GROUP_STATES = 5
+"""a Table 1 group averaging fewer token states than this is marked "too few states": its mean is one or
+two tokens' covariance, not the tail of a distribution"""
+
+
+def top_group_size(n: int, percent: float) -> int:
+    """Token states in the top-``percent``% group of ``n`` (at least one): max(1, floor(n p / 100)), the
+    rule of ``llm_rl.diagnostics.top_percent_means`` and of :func:`covariance_percentiles`."""
+    if n < 1 or not 0 < percent <= 100:
+        raise ValueError(f"need n >= 1 and 0 < percent <= 100, got n={n}, percent={percent}")
+    return max(1, math.floor(n * percent / 100))
 """Table 1 groups (percent of tokens by covariance, largest first; 100 = all)"""
 ACC_BINS = {"low (acc <= 0.25)": (0.0, 0.25), "mid (0.375-0.625)": (0.3, 0.65),
             "high (acc >= 0.75)": (0.7, 0.99)}
@@ -155,7 +168,7 @@ def covariance_percentiles(seed: int = 0, vocab: int = 8, horizon: int = 4, samp
         cov = token_covariance(res.old_log_prob[b], res.token_adv[b], res.batch.mask[b])
         vals.append(cov[res.batch.mask[b].bool()].detach().cpu().numpy())
     v = np.sort(np.concatenate(vals))[::-1]
-    means = [float(v[: max(1, int(round(p / 100 * v.size)))].mean()) for p in TOP_PERCENT]
+    means = [float(v[: top_group_size(v.size, p)].mean()) for p in TOP_PERCENT]
     return Table1Result(top_percent=np.array(TOP_PERCENT), mean_cov=np.array(means), n_tokens=int(v.size),
                         config=cfg.to_dict())
 
@@ -173,11 +186,11 @@ def plot_covariance(run_dirs, out_stem: str | Path, pdf: bool = False) -> Covari
     ax.set(xlabel="step", ylabel="Cov (Eq. 10) [solid]", title="Cov and -dH (Fig. 8 left)")
     twin.set_ylabel("-dH per step [dashed]")
     if data.cov_dh:
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=SMALL_LEGEND)
     for i, (name, b) in enumerate(data.by_accuracy.bins.items()):
         ax_g.plot(b.step, b.cov, color=color(i), label=name)
     ax_g.axhline(0, color="grey", lw=0.6)
     ax_g.set(xlabel="step", ylabel="Cov", title="Cov by prompt acc. (sim, Fig. 8 right)")
     if data.by_accuracy.bins:
-        ax_g.legend(fontsize=7)
+        ax_g.legend()
     return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

@@ -27,7 +27,7 @@ from rundir.logs import read_records
 from llm_rl.metrics import TOP_PERCENTS
 
 from .curves import load_curves
-from .style import new_figure, save_figure
+from .style import new_figure, save_figure, SMALL_LEGEND
 
 
 def has_diagnostics(run_dir) -> bool:
@@ -89,7 +89,7 @@ def _scatter(ax, series, obs, title):
         ax.plot(pred, obs, marker, ms=3, alpha=0.6, label=label)
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="predicted ΔH per state (nats)",
            ylabel="observed ΔH per state (nats)", title=title)
-    ax.legend(fontsize=6, loc="upper left")
+    ax.legend(loc="upper left", fontsize=SMALL_LEGEND)
 
 
 def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> DynamicsResult:

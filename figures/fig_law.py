@@ -19,7 +19,7 @@ from theory.law import LawFit, fit_entropy_law
 from theory.law_extrapolation import FormFit, SizeScalingFit, compare_forms, fit_size_scaling
 
 from .curves import Curves, law_points, load_many
-from .style import color, new_figure, save_figure
+from .style import color, new_figure, save_figure, SMALL_LEGEND
 
 
 def group_key(c: Curves) -> str:
@@ -118,7 +118,7 @@ def plot_law(run_dirs, out_stem: str | Path, pdf: bool = False, n_boot: int = 30
     ax.invert_xaxis()
     ax.set(xlabel="training entropy H (nats, reversed)", ylabel="validation accuracy (%)",
            title="R = -a exp(H) + b (Figs. 1, 3)")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=SMALL_LEGEND)
     if data.sizes.size:
         x = data.sizes
         ax_c.plot(x, data.a, "o", color=color(0), label="a (true)")
@@ -129,6 +129,6 @@ def plot_law(run_dirs, out_stem: str | Path, pdf: bool = False, n_boot: int = 30
                 ax_c.plot(xx, data.scaling.slope[k] * np.log(xx / 1e6) + data.scaling.intercept[k],
                           color=c, lw=1, label=f"{k} log-linear fit")
         ax_c.set_xscale("log")
-        ax_c.legend(fontsize=7)
+        ax_c.legend()
     ax_c.set(xlabel="non-embedding parameters (log)", ylabel="coefficient", title="a, b vs size (Fig. 7)")
     return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

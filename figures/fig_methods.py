@@ -5,7 +5,7 @@ Table 2; §4.3). The paper reports one run per method; we report mean and a 95% 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -66,6 +66,10 @@ class MethodStats:
     entropy: MethodSeries
     resp_len: MethodSeries
     acc: MethodSeries
+    params: dict = field(default_factory=dict)
+    """the objective's parameters (of the first seed's run), e.g. ``{"kl_ratio": 0.2, "kl_coef": 7.0}``"""
+    tokens: float = float("nan")
+    """median over seeds of the response tokens per update (:attr:`figures.curves.Curves.tokens`)"""
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,10 @@ def methods_data(curves, last_frac: float = 0.2) -> MethodsResult:
                 finals.append(np.nanmean(v[-k:]) if np.isfinite(v[-k:]).any() else np.nan)
             series[key] = MethodSeries(step=steps, mean=vals.mean(0), lo=vals.min(0), hi=vals.max(0),
                                        final=mean_ci(finals), final_per_seed=finals)
-        methods[name] = MethodStats(n_seeds=len(cs), seeds=[c.meta.get("seed") for c in cs], **series)
+        tokens = [c.tokens for c in cs if np.isfinite(c.tokens)]
+        methods[name] = MethodStats(n_seeds=len(cs), seeds=[c.meta.get("seed") for c in cs], **series,
+                                    params=dict(cs[0].meta.get("params", {})),
+                                    tokens=float(np.median(tokens)) if tokens else float("nan"))
     return MethodsResult(methods=methods)
 
 
@@ -115,5 +122,9 @@ def plot_methods(run_dirs, out_stem: str | Path, pdf: bool = False) -> MethodsRe
             if m.n_seeds > 1:
                 ax.fill_between(s.step, s.lo, s.hi, color=col, alpha=0.2, lw=0)
             ax.set(xlabel="step", title=titles[key] + " (Fig. 11)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend()
+    if not any(np.isfinite(m.resp_len.mean).any() for m in data.methods.values()):  # simulator runs
+        axes[1].text(0.5, 0.5, "no response lengths\n(fixed-horizon simulator)", ha="center", va="center",
+                     transform=axes[1].transAxes, color="0.4")
+        axes[1].set(xticks=[], yticks=[])
     return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

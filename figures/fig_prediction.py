@@ -16,7 +16,7 @@ from theory.law import law_predict
 from theory.law_extrapolation import predict_from_early
 
 from .curves import law_points, load_many
-from .style import color, new_figure, save_figure
+from .style import color, new_figure, save_figure, SMALL_LEGEND
 
 
 @dataclass(frozen=True)
@@ -98,5 +98,5 @@ def plot_prediction(run_dirs, out_stem: str | Path, pdf: bool = False, fraction:
             ax.plot(r.step[k - 1:], 100 * r.pred[k - 1:], "--", color=color(i), lw=1.2)
     ax.set(xlabel="step", ylabel="validation accuracy (%)",
            title=f"fit on first {100 * fraction:.0f}% (solid), predicted (dashed) — Fig. 5")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=SMALL_LEGEND)
     return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

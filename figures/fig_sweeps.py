@@ -93,5 +93,5 @@ def plot_sweep(run_dirs, out_stem: str | Path, sweep: str, pdf: bool = False) ->
               "ref_kl_coef": "Fig. 10"}[sweep]
     ax_h.set(xlabel="step", ylabel="entropy (nats)", title=f"{sweep} sweep: entropy ({fig_no})")
     ax_r.set(xlabel="step", ylabel="accuracy", title="accuracy")
-    ax_h.legend(fontsize=7)
+    ax_h.legend()
     return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .curves import load_many
-from .style import color, new_figure, save_figure
+from .style import color, new_figure, save_figure, SMALL_LEGEND
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def plot_theory(step_size_dirs, scatter_dirs, out_stem: str | Path, pdf: bool = 
     if ss is not None and ss.lr.size:
         ax_e.loglog(ss.lr, ss.error, "o-", color=color(0), label=f"measured (slope {ss.slope:.2f})")
         ax_e.loglog(ss.lr, ss.error[0] * (ss.lr / ss.lr[0]) ** 2, ":", color="grey", label="slope 2")
-        ax_e.legend(fontsize=7)
+        ax_e.legend()
     ax_e.set(xlabel="step size eta", ylabel="|dH_obs - dH_first|", title="first-order error (Lemma 1)")
     for ax, kind in ((ax_s, "sim"), (ax_l, "llm")):
         runs = [r for r in data.scatter if r.kind == kind]
@@ -112,5 +112,5 @@ def plot_theory(step_size_dirs, scatter_dirs, out_stem: str | Path, pdf: bool = 
         ax.set(xlabel=runs[0].xlabel if runs else "predicted", ylabel="observed dH",
                title="simulators: predicted vs observed" if kind == "sim" else "LLM: -Cov vs observed dH")
         if runs:
-            ax.legend(fontsize=5)
+            ax.legend(fontsize=SMALL_LEGEND)
     return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

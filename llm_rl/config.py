@@ -3,24 +3,37 @@
 ``TrainConfig`` nests one dataclass per concern (task/data, rollout, objective, optimisation, schedule of
 validation/checkpoints). The resolved config is written to ``<out>/config.json`` with the environment
 (``rundir.files.save_run_config``) at the start of every run, and ``from_dict`` rebuilds it on resume.
+``PretrainConfig`` is the warm start's (``llm_rl.pretrain``). Importing this module imports no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from theory._checks import check_scalar
-from theory.advantages import ADVANTAGE_ESTIMATORS
-from theory.objectives import validate_objective_params
+# torch-free imports only (`entropy-mech <command> --help` reads this module): what needs torch-backed
+# code is imported where it is used
+from theory.names import ADVANTAGE_ESTIMATORS, AGG_MODES
+from theory.names import KL_ESTIMATORS as REF_KL_ESTIMATORS
 
 from .objective_choice import resolve_objective_name
 from .tasks import TASKS, make_task
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
-REF_KL_ESTIMATORS = ("k1", "k2", "k3")
+#: tracking backends of TrainConfig.report_to (llm_rl.tracking.BACKENDS implements them)
+TRACKING_BACKENDS = ("tensorboard", "wandb")
 #: keys the trainer adds next to the config in config.json (facts about the run, not settings)
 RUN_INFO_KEYS = ("objective_resolved", "world_size")
+
+
+def check_scalar(value, name, **kw):
+    """``theory._checks.check_scalar`` (ValueError unless a finite real number within the bounds given),
+    imported on first use: ``theory._checks`` imports torch."""
+    from theory._checks import check_scalar as check
+
+    return check(value, name, **kw)
 
 
 def _pos_int(obj, *names):
@@ -113,6 +126,8 @@ class ObjectiveConfig:
         check_scalar(self.ref_kl_coef, "ref_kl_coef", nonnegative=True)
         if not isinstance(self.params, dict):
             raise ValueError("ObjectiveConfig.params must be a dict")
+        from theory.objectives import validate_objective_params  # torch-backed: imported on use
+
         validate_objective_params(resolve_objective_name(self.name), self.params)  # names and value ranges
 
 
@@ -171,7 +186,11 @@ class TrainConfig:
     checkpoint_every: int = 10
     """write a checkpoint every this many steps (and at the end)"""
     tensorboard: bool = False
-    """also write TensorBoard event files (torch.utils.tensorboard)"""
+    """also write TensorBoard event files (torch.utils.tensorboard); the same as 'tensorboard' in report_to"""
+    report_to: tuple[str, ...] = ()
+    """tracking backends besides metrics.jsonl: tensorboard (<out>/tensorboard, with the config as hparams),
+    wandb (Weights & Biases; project from $WANDB_PROJECT, WANDB_MODE=offline works without network); the
+    same metric names in each"""
     diagnose_every: int = 0
     """entropy-dynamics diagnostics (llm_rl/diagnostics.py) on the first optimizer step of every this
     many rollout steps; 0 = off"""
@@ -191,6 +210,10 @@ class TrainConfig:
         if not isinstance(self.diagnose_every, int) or self.diagnose_every < 0:
             raise ValueError(f"diagnose_every must be an int >= 0 (0 = off), got {self.diagnose_every!r}")
         check_scalar(self.val_temperature, "val_temperature", positive=True)
+        if isinstance(self.report_to, str) or not all(b in TRACKING_BACKENDS for b in self.report_to):
+            raise ValueError(f"report_to={self.report_to!r} is invalid; give a list of: "
+                             f"{', '.join(TRACKING_BACKENDS)}")
+        self.report_to = tuple(dict.fromkeys(self.report_to))  # a saved list becomes a tuple again
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
 
@@ -207,3 +230,81 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """Plain-dict form (JSON-serialisable)."""
         return dataclasses.asdict(self)
+
+
+#: bump when the warm-start recipe (llm_rl/pretrain.py) changes in a way the config does not capture
+CACHE_VERSION = 1
+
+
+@dataclass
+class PretrainConfig:
+    """Everything that determines the warm start of ``llm_rl.pretrain`` (its hash is the cache key)."""
+
+    task: str = "arithmetic"
+    """task name (see llm_rl.tasks.TASKS)"""
+    task_knobs: dict = field(default_factory=dict)
+    """difficulty knobs passed to the task constructor"""
+    split_seed: int = 0
+    """seed of the fixed train/validation splits (shared with RL runs)"""
+    n_train: int = 4000
+    """number of training prompts"""
+    n_val: int = 256
+    """number of validation prompts"""
+    wrong_frac: float | None = None
+    """probability that a training example uses a plausible wrong solution (a random one-off slip);
+    None: the task's default (``Task.warm_start_mix``)"""
+    misconception_frac: float | None = None
+    """probability that a training example uses the task's systematic misconception
+    (``Task.misconceived_solution``, e.g. forgetting carries) where it changes the answer; above the
+    correct share it makes the greedy answer wrong on those problems, which RL can then fix; None: the
+    task's default (``Task.warm_start_mix``)"""
+    steps: int = 3000
+    """optimizer steps"""
+    batch_size: int = 64
+    """sequences per step"""
+    lr: float = 3e-3
+    """peak AdamW learning rate"""
+    weight_decay: float = 0.01
+    """AdamW weight decay"""
+    warmup_steps: int = 100
+    """linear warm-up steps before cosine decay to 10% of lr"""
+    seed: int = 0
+    """seed of model initialisation and example sampling"""
+    model_sizes: dict = field(default_factory=dict)
+    """overrides of llm_rl.model.default_model_config sizes (hidden_size, num_layers, ...)"""
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+        task = make_task(self.task, **self.task_knobs)  # validates knobs
+        if self.wrong_frac is None:
+            self.wrong_frac = task.warm_start_mix[0]
+        if self.misconception_frac is None:
+            self.misconception_frac = task.warm_start_mix[1]
+        for name in ("n_train", "n_val", "steps", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be a non-negative int, got {self.warmup_steps!r}")
+        for name in ("wrong_frac", "misconception_frac"):
+            if not isinstance(getattr(self, name), (int, float)) or not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be a fraction in [0, 1), got {getattr(self, name)!r}")
+        if self.wrong_frac + self.misconception_frac >= 1.0:
+            raise ValueError("wrong_frac + misconception_frac must be < 1 (some examples must be correct)")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0 and weight_decay >= 0")
+        from .model import check_model_sizes  # imports torch and transformers: on use only
+
+        check_model_sizes(self.model_sizes)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of this config (plus the recipe version and the content hash of
+        every file named by a ``*_path`` task knob, so an edited prompt file is never served stale)."""
+        files = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest()
+                 for k, v in sorted(self.task_knobs.items())
+                 if k.endswith("_path") and isinstance(v, str) and Path(v).is_file()}
+        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self),
+                           **({"files": files} if files else {})},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()

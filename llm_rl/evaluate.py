@@ -6,6 +6,10 @@ Reports (see :mod:`llm_rl.metrics` for the key names):
 - ``acc_sampled``: mean accuracy over ``n_samples`` responses per prompt at ``temperature`` (0.6 default);
 - ``acc_t1`` and ``entropy``: accuracy and the paper's entropy H of responses sampled at temperature 1
   (full-vocabulary token entropy, masked mean per response, then mean over responses).
+
+Prompts and stopping are those of training (:func:`llm_rl.rollout.generate`): chat prompts through the
+tokenizer's chat template, responses ending at any stop id of :func:`llm_rl.rollout.stop_token_ids`.
+With a task whose reward is not 0/1 (a prompt-file task's ``reward_fn``), the accuracies are mean rewards.
 """
 
 from __future__ import annotations

@@ -254,21 +254,33 @@ def known_keys() -> dict[str, str]:
 
 
 class MetricsWriter:
-    """Append-only JSONL writer that rejects undocumented keys and non-finite values become ``null``.
+    """Append-only JSONL writer that rejects undocumented keys and non-finite values become ``null``; each
+    record also goes to every tracking backend (:mod:`llm_rl.tracking`) under the same names.
 
     On resume, :meth:`truncate_from` drops lines whose step is >= the resumed step, so a killed and
     resumed run has exactly one line per step.
+
+    Args:
+      path: the JSONL file.
+      tensorboard_dir: also write TensorBoard event files there (:class:`llm_rl.tracking.TensorBoardBackend`).
+      backends: further :class:`~llm_rl.tracking.TrackingBackend` objects (closed by :meth:`close`).
     """
 
-    def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None, *,
+                 backends=()):
+        from .tracking import TensorBoardBackend
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._known = known_keys()
-        self._tb = None
+        self.backends = list(backends)
         if tensorboard_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
+            self.backends.append(TensorBoardBackend(tensorboard_dir))
 
-            self._tb = SummaryWriter(str(tensorboard_dir))
+    def log_config(self, config: dict) -> None:
+        """Give every backend the resolved config of the run (once per run; not on resume)."""
+        for backend in self.backends:
+            backend.log_config(config)
 
     def truncate_from(self, step: int) -> None:
         """Keep only lines with ``step < step`` (atomically rewritten; a torn last line, left by a killed run,
@@ -292,12 +304,27 @@ class MetricsWriter:
         with open(self.path, "a") as f:
             f.write(json.dumps(clean, sort_keys=True) + "\n")
             f.flush()
-        if self._tb is not None:
-            for k, v in clean.items():
-                if k != STEP and isinstance(v, (int, float)):
-                    self._tb.add_scalar(k, v, record[STEP])
+        values = {k: v for k, v in clean.items() if k != STEP and isinstance(v, (int, float))}
+        for backend in self.backends:
+            backend.log(values, record[STEP])
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer, if any."""
-        if self._tb is not None:
-            self._tb.close()
+        """Flush and close every backend."""
+        for backend in self.backends:
+            backend.close()
+
+
+def open_run_writer(out: str | os.PathLike, config, *, resume: bool = False,
+                    run_info: dict | None = None) -> MetricsWriter:
+    """The writer of a training run in ``out``: ``out/metrics.jsonl`` plus the backends of
+    ``config.report_to`` (and ``tensorboard`` when ``config.tensorboard``); a new run (``resume=False``)
+    gives them the resolved config, ``config.to_dict()`` with ``run_info`` added (as in config.json)."""
+    from .tracking import open_backends
+
+    if not hasattr(config, "report_to") or not hasattr(config, "to_dict"):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    names = (*(("tensorboard",) if config.tensorboard else ()), *config.report_to)
+    writer = MetricsWriter(Path(out) / "metrics.jsonl", backends=open_backends(out, names, resume=resume))
+    if not resume:
+        writer.log_config({**config.to_dict(), **(run_info or {})})
+    return writer

@@ -12,7 +12,9 @@ misconceptions diverge, and — since the misconception outweighs the correct an
 Defaults per task: ``Task.warm_start_mix``.
 
 Simplifications: plain next-token cross-entropy on response tokens only (prompt tokens are context),
-AdamW with linear warm-up then cosine decay, fixed number of steps, no early stopping.
+AdamW with linear warm-up then cosine decay, fixed number of steps, no early stopping. On CUDA (``device``
+``auto`` picks it when present) the forward pass runs under bf16 autocast with float32 master weights, as
+the RL trainer (:func:`training_autocast`); the device is recorded in ``pretrain.json``, not in the key.
 
 Cache: ``$ENTROPY_MECH_CACHE/pretrain/<task>-<sha256(config)[:12]>/`` (default cache root
 ``~/.cache/entropy-mechanism``) holds the ``save_pretrained`` model + tokenizer and ``pretrain.json`` with
@@ -22,8 +24,7 @@ pretraining never leaves a half-written cache entry; a later call with the same 
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import contextlib
 import json
 import math
 import os
@@ -31,7 +32,6 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,84 +39,12 @@ import torch.nn.functional as F
 
 from rundir.files import TEMP_SUFFIX, atomic_write_json, environment_info, sweep_stale_temps, temp_prefix
 
+# PretrainConfig lives in the torch-free llm_rl.config (fast --help); imported here for callers of this module
+from .config import CACHE_VERSION, PretrainConfig  # noqa: F401
 from .evaluate import evaluate
-from .model import build_default_policy, check_model_sizes, save_policy
+from .model import build_default_policy, resolve_device, save_policy
 from .rollout import encode_prompts, position_ids_from_mask
-from .tasks import TASKS, make_splits, make_task
-
-CACHE_VERSION = 1  # bump when the pretraining recipe changes in a way the config does not capture
-
-
-@dataclass
-class PretrainConfig:
-    """Everything that determines the warm-started model (its hash is the cache key)."""
-
-    task: str = "arithmetic"
-    """task name (see llm_rl.tasks.TASKS)"""
-    task_knobs: dict = field(default_factory=dict)
-    """difficulty knobs passed to the task constructor"""
-    split_seed: int = 0
-    """seed of the fixed train/validation splits (shared with RL runs)"""
-    n_train: int = 4000
-    """number of training prompts"""
-    n_val: int = 256
-    """number of validation prompts"""
-    wrong_frac: float | None = None
-    """probability that a training example uses a plausible wrong solution (a random one-off slip);
-    None: the task's default (``Task.warm_start_mix``)"""
-    misconception_frac: float | None = None
-    """probability that a training example uses the task's systematic misconception
-    (``Task.misconceived_solution``, e.g. forgetting carries) where it changes the answer; above the
-    correct share it makes the greedy answer wrong on those problems, which RL can then fix; None: the
-    task's default (``Task.warm_start_mix``)"""
-    steps: int = 3000
-    """optimizer steps"""
-    batch_size: int = 64
-    """sequences per step"""
-    lr: float = 3e-3
-    """peak AdamW learning rate"""
-    weight_decay: float = 0.01
-    """AdamW weight decay"""
-    warmup_steps: int = 100
-    """linear warm-up steps before cosine decay to 10% of lr"""
-    seed: int = 0
-    """seed of model initialisation and example sampling"""
-    model_sizes: dict = field(default_factory=dict)
-    """overrides of llm_rl.model.default_model_config sizes (hidden_size, num_layers, ...)"""
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of: {', '.join(sorted(TASKS))}")
-        task = make_task(self.task, **self.task_knobs)  # validates knobs
-        if self.wrong_frac is None:
-            self.wrong_frac = task.warm_start_mix[0]
-        if self.misconception_frac is None:
-            self.misconception_frac = task.warm_start_mix[1]
-        for name in ("n_train", "n_val", "steps", "batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be a non-negative int, got {self.warmup_steps!r}")
-        for name in ("wrong_frac", "misconception_frac"):
-            if not isinstance(getattr(self, name), (int, float)) or not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be a fraction in [0, 1), got {getattr(self, name)!r}")
-        if self.wrong_frac + self.misconception_frac >= 1.0:
-            raise ValueError("wrong_frac + misconception_frac must be < 1 (some examples must be correct)")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise ValueError("lr must be > 0 and weight_decay >= 0")
-        check_model_sizes(self.model_sizes)
-
-    def digest(self) -> str:
-        """sha256 of the canonical JSON of this config (plus the recipe version and the content hash of
-        every file named by a ``*_path`` task knob, so an edited prompt file is never served stale)."""
-        files = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest()
-                 for k, v in sorted(self.task_knobs.items())
-                 if k.endswith("_path") and isinstance(v, str) and Path(v).is_file()}
-        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self),
-                           **({"files": files} if files else {})},
-                          sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+from .tasks import make_splits, make_task
 
 
 def cache_root() -> Path:
@@ -155,18 +83,36 @@ def _training_response(task, problem, rng: random.Random, config: PretrainConfig
     return task.solution(problem, rng)
 
 
-def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, progress: bool = True) -> dict:
+def training_autocast(device: torch.device, bf16: bool | None = None):
+    """The forward-pass context of the warm start: ``torch.autocast(device.type, dtype=bfloat16)`` when
+    ``bf16`` (default: on CUDA only, as the RL trainer), else a no-op. The weights and AdamW state stay
+    float32 (fp32 master weights); the loss is computed from ``logits.float()`` outside the context."""
+    if not isinstance(device, torch.device):
+        raise ValueError(f"device must be a torch.device, got {device!r}")
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, progress: bool = True,
+             device: str = "auto", bf16: bool | None = None) -> dict:
     """Run the warm start and save model + tokenizer + ``pretrain.json`` into ``out_dir``.
 
+    Args:
+      device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; the model is initialised
+        on CPU from ``config.seed`` and then moved, so its initial weights do not depend on the device.
+      bf16: bf16 autocast of the forward pass (:func:`training_autocast`; default: on CUDA only).
     Returns:
       the validation metrics of :func:`llm_rl.evaluate.evaluate` plus ``wall_s`` and ``final_loss``.
     """
     from tqdm.auto import tqdm
 
+    dev = resolve_device(device)
     task = make_task(config.task, **config.task_knobs)
     train, val = make_splits(task, config.n_train, config.n_val, config.split_seed)
     model, tok = build_default_policy(config.seed, **config.model_sizes)
-    model.train()
+    model.to(dev).train()
+    autocast = training_autocast(dev, bf16)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                             betas=(0.9, 0.95))
 
@@ -183,10 +129,12 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, progress: bo
     for _ in bar:
         batch = [train[rng.randrange(len(train))] for _ in range(config.batch_size)]
         responses = [_training_response(task, p, rng, config) for p in batch]
-        ids, amask, rmask, P = _encode_pairs(tok, [p.prompt for p in batch], responses)
+        ids, amask, rmask, P = (t.to(dev) if torch.is_tensor(t) else t
+                                for t in _encode_pairs(tok, [p.prompt for p in batch], responses))
         R = ids.shape[1] - P
-        logits = model(input_ids=ids, attention_mask=amask, position_ids=position_ids_from_mask(amask),
-                       logits_to_keep=R + 1).logits[:, :-1]  # [B, R, V]
+        with autocast:  # bf16 matmuls on CUDA; the cross-entropy below runs in float32 outside it
+            logits = model(input_ids=ids, attention_mask=amask, position_ids=position_ids_from_mask(amask),
+                           logits_to_keep=R + 1).logits[:, :-1]  # [B, R, V]
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, P:].reshape(-1),
                               reduction="none").reshape(rmask.shape)
         loss = (nll * rmask).sum() / rmask.sum()
@@ -203,13 +151,15 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, progress: bo
     save_policy(model, tok, out_dir)
     atomic_write_json(Path(out_dir) / "pretrain.json",
                       {"config": config, "digest": config.digest(), "val": metrics,
+                       "device": str(dev), "bf16_autocast": not isinstance(autocast, contextlib.nullcontext),
                        "environment": environment_info()})
     return metrics
 
 
-def get_or_pretrain(config: PretrainConfig, *, force: bool = False,
-                    progress: bool = True) -> tuple[Path, dict]:
-    """Path of the cached warm start for ``config`` (pretraining it first if absent or ``force``).
+def get_or_pretrain(config: PretrainConfig, *, force: bool = False, progress: bool = True,
+                    device: str = "auto") -> tuple[Path, dict]:
+    """Path of the cached warm start for ``config`` (pretraining it first, on ``device``, if absent or
+    ``force``; the device is not part of the cache key: ``pretrain.json`` records where it ran).
 
     Returns:
       ``(model_dir, info)`` where ``info`` is the content of ``pretrain.json`` plus ``cached`` (bool).
@@ -222,7 +172,7 @@ def get_or_pretrain(config: PretrainConfig, *, force: bool = False,
     sweep_stale_temps(final.parent)  # warm starts killed mid-way (their finally never ran)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent))
     try:
-        pretrain(config, tmp, progress=progress)
+        pretrain(config, tmp, progress=progress, device=device)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

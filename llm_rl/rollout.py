@@ -8,11 +8,16 @@ position ids are ``cumsum(attention_mask) - 1`` both here and in :func:`score` (
 during generation. :func:`score_rows` re-scores rows of a rollout in micro-batches, sharded over
 data-parallel ranks.
 
+Prompts are built as TRL and verl build them: a chat prompt (:class:`llm_rl.tasks.base.ChatPrompt`) is
+rendered by the tokenizer's chat template when it has one (no ``bos`` added: the template decides);
+every other prompt is ``bos + prompt``. Generation stops at every stop id (:func:`stop_token_ids`):
+the tokenizer's ``eos_token_id`` and every id of the model's ``generation_config.eos_token_id``.
+
 Layout of a :class:`Rollout` (B sequences, P prompt columns, R response columns)::
 
-    input_ids      [B, P + R]  <pad>..<bos> prompt | response tokens, then <pad> after <eos>
+    input_ids      [B, P + R]  <pad>..<bos> prompt | response tokens, then <pad> after the stop token
     attention_mask [B, P + R]  0 on left padding, 1 elsewhere
-    response_mask  [B, R]      1 on generated tokens up to and including <eos>
+    response_mask  [B, R]      1 on generated tokens up to and including the stop token (<eos>)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import theory
 
 from .distributed import DistInfo, gather_objects
 from .forward import position_ids_from_mask, response_logits
+from .tasks.base import chat_template_text
 
 
 @dataclass
@@ -46,11 +52,17 @@ class Rollout:
 
 
 def encode_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ``(input_ids, attention_mask)`` ``[B, P]`` for ``bos + prompt`` of each prompt."""
+    """Left-padded ``(input_ids, attention_mask)`` ``[B, P]``: each prompt's text tokenized without added
+    special tokens, the text being the chat template's rendering of a chat prompt
+    (:func:`llm_rl.tasks.base.chat_template_text`) and ``bos + prompt`` otherwise."""
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be a non-empty list of strings")
     bos = tokenizer.bos_token or ""
-    ids = tokenizer([bos + p for p in prompts], add_special_tokens=False)["input_ids"]  # one batched call
+    texts = []
+    for p in prompts:
+        rendered = chat_template_text(tokenizer, p)
+        texts.append(bos + p if rendered is None else rendered)
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]  # one batched call
     P = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(ids), P), pad, dtype=torch.long)
@@ -115,14 +127,40 @@ def _cache_of(out):
     return cache if cache is not None else out.past_key_values
 
 
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Sorted ids that end a response: ``tokenizer.eos_token_id`` plus every id of the model's
+    ``generation_config.eos_token_id`` (an int or a list; instruct models list several, e.g. Qwen's
+    ``<|im_end|>`` and ``<|endoftext|>``). Empty when neither is set (responses then run to the cap).
+
+    Raises:
+      ValueError: a stop id that is not an int in ``[0, vocabulary size)``.
+    """
+    ids = [getattr(tokenizer, "eos_token_id", None)]
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += list(gen_eos) if isinstance(gen_eos, (list, tuple)) else [gen_eos]
+    out = set()
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    vocab = head.weight.shape[0] if getattr(head, "weight", None) is not None else None
+    for i in ids:
+        if i is None:
+            continue
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0 or (vocab is not None and i >= vocab):
+            raise ValueError(f"stop token id {i!r} (tokenizer eos / generation_config.eos_token_id) is not "
+                             f"a token id of this model (vocabulary size {vocab})")
+        out.add(i)
+    return sorted(out)
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0,
              greedy: bool = False, generator: torch.Generator | None = None,
-             row_seeds: list[int] | None = None) -> Rollout:
+             row_seeds: list[int] | None = None, stop_ids: list[int] | None = None) -> Rollout:
     """Sample one response per prompt with a KV cache (repeat prompts for groups).
 
     Each step samples ``y_t ~ softmax(z_t / temperature)`` with ``generator`` (or takes the argmax when
-    ``greedy``); a sequence stops after emitting ``eos``; all stop after ``max_new_tokens``. With
+    ``greedy``); a sequence stops after emitting any of ``stop_ids`` (default :func:`stop_token_ids`: the
+    tokenizer's eos and every generation-config eos), which is kept in the response mask but not in the
+    decoded text; all stop after ``max_new_tokens``. With
     ``row_seeds`` (one int per prompt) row i draws from its own counter-based stream keyed by
     ``row_seeds[i]`` (:func:`row_uniforms`, :func:`sample_inverse_cdf`), so its tokens do not depend on
     which other rows share the batch (data-parallel sharding) and all rows still sample in one op.
@@ -134,10 +172,14 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, tempe
     device = next(model.parameters()).device
     if row_seeds is not None and len(row_seeds) != len(prompts):
         raise ValueError(f"row_seeds has {len(row_seeds)} entries for {len(prompts)} prompts")
+    if stop_ids is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in stop_ids):
+        raise ValueError(f"stop_ids must be a list of ints, got {stop_ids!r}")
     keys = None if row_seeds is None else row_keys(row_seeds, device)
     input_ids, attn = encode_prompts(tokenizer, prompts, device)
     B, P = input_ids.shape
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    pad = tokenizer.pad_token_id
+    stops = torch.tensor(stop_token_ids(model, tokenizer) if stop_ids is None else list(stop_ids),
+                         dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     out = model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids_from_mask(attn),
@@ -158,7 +200,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, tempe
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         resp_mask.append(~done)
         new_tokens.append(tok)
-        done = done | (tok == eos)
+        done = done | torch.isin(tok, stops)
         if bool(done.all()):
             break
         attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=device)], dim=1)
@@ -171,7 +213,9 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, tempe
     response_mask = torch.stack(resp_mask, dim=1)  # [B, R]
     full_ids = torch.cat([input_ids, response], dim=1)
     full_attn = torch.cat([attn[:, :P], torch.ones_like(response)], dim=1)
-    texts = tokenizer.batch_decode(response.masked_fill(~response_mask, pad), skip_special_tokens=True)
+    # the stop token (the last masked one, if any) is not part of the text, special token or not
+    texts = tokenizer.batch_decode(response.masked_fill(~response_mask | torch.isin(response, stops), pad),
+                                   skip_special_tokens=True)
     return Rollout(full_ids, full_attn, response_mask, P, texts)
 
 

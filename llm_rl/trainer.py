@@ -63,9 +63,9 @@ from .metrics import (COV_BATCH_MEAN, ENTROPY_TOKEN_MEAN, ENTROPY_TRAIN, OPTIM_U
                       REWARD_RAW_MEAN,
                       ROLLOUT_GROUPS, ROLLOUT_GROUPS_DROPPED, ROLLOUT_RESPONSE_LEN, ROLLOUT_ROUNDS,
                       ROLLOUT_TOKENS, STEP, TIME_ROLLOUT, TIME_SCORE, TIME_STEP, TIME_UPDATE, TIME_VAL,
-                      VAL_ACC, VAL_ACC_SAMPLED, VAL_ACC_T1, VAL_ENTROPY, VAL_RESPONSE_LEN, MetricsWriter)
+                      VAL_ACC, VAL_ACC_SAMPLED, VAL_ACC_T1, VAL_ENTROPY, VAL_RESPONSE_LEN, open_run_writer)
 from .objective_choice import OBJECTIVE_ALIASES, SELECTION_OBJECTIVES, resolve_objective_name
-from .model import load_policy, resolve_device
+from .model import checkpoint_dtype, load_policy, resolve_device, save_policy
 from .rollout import Rollout, concat_rollouts, generate, score_rows, sequence_entropy
 from .tasks import make_splits, make_task
 from .tokenizer import warn_unknown_characters
@@ -78,7 +78,8 @@ class Trainer:
 
     Args:
       config: the run configuration (``config.model`` must name a model directory).
-      out_dir: run directory (config.json, metrics.jsonl, checkpoint.pt, final model in ``model/``).
+      out_dir: run directory (config.json, metrics.jsonl, checkpoint.pt, final model in ``model/``,
+        saved in the dtype of ``config.model``'s checkpoint; training uses float32 weights).
       resume: continue the run saved in ``out_dir`` from its ``checkpoint.pt``; ``config`` must equal the
         saved one (a difference is a :class:`rundir.ownership.RunDirError` naming each setting) except
         ``steps`` when ``extend`` is set.
@@ -118,7 +119,9 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.model, self.tok = load_policy(config.model, device=self.device)
+        # float32 master weights for training; the final model is saved in the checkpoint's own dtype
+        self.model, self.tok = load_policy(config.model, device=self.device, dtype=torch.float32)
+        self.save_dtype = checkpoint_dtype(config.model)
         self.model.train()
         self.ref_model = None
         if config.objective.ref_kl_coef > 0:
@@ -145,8 +148,8 @@ class Trainer:
         self.writer = None
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.writer = MetricsWriter(self.out / "metrics.jsonl",
-                                        self.out / "tensorboard" if config.tensorboard else None)
+            self.writer = open_run_writer(self.out, config, resume=resume, run_info={  # + report_to backends
+                "objective_resolved": self.objective_name, "world_size": self.dist.world})
         if resume:
             self._restore()
         elif self.writer is not None:
@@ -372,8 +375,7 @@ class Trainer:
             self.writer.truncate_from(c.steps)
             self.writer.write(final)
             records.append(final)
-            self.model.save_pretrained(self.out / "model")
-            self.tok.save_pretrained(self.out / "model")
+            save_policy(self.model, self.tok, self.out / "model", dtype=self.save_dtype)
         return records
 
 

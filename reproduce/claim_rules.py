@@ -1,12 +1,13 @@
 """How a claim of the paper is declared and graded: the verdicts, the :class:`Rule` that turns a measured
 value into one, the :class:`ClaimSpec` that declares a claim once and the :class:`ClaimRow` it yields.
-The claims themselves are declared in :mod:`reproduce.claims`.
+The claims themselves are declared in :mod:`reproduce.claims`; :func:`summarize` counts the verdicts and
+picks the findings the report's summary states, by the rule :data:`SUMMARY_RULE`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -15,6 +16,8 @@ from figures.fig_covariance import Table1Result
 from figures.results import FigureResults
 
 HOLDS, PARTLY, FAILS, NA = "holds", "partly", "does not hold", "not measured"
+VERDICTS = (HOLDS, PARTLY, FAILS, NA)
+"""every verdict, in the order the summary counts them"""
 NOT_IN_QUICK = "not measured in quick (runs in --profile full)"
 """what an LLM claim without data says under ``--profile quick`` (its runs are in ``--profile full``)"""
 NAN = float("nan")
@@ -58,10 +61,13 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Measured:
-    """Our measurement of a claim: the value its rule judges (a number or a tuple) and its text."""
+    """Our measurement of a claim: the value its rule judges (a number or a tuple) and its text;
+    ``explained``: ``ours`` says why the claim is not measured (kept under ``--profile quick`` instead of
+    :data:`NOT_IN_QUICK`)."""
 
     value: Any
     ours: str
+    explained: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,9 @@ class Absent:
 class ClaimRow:
     """One row of the claims table: the claim, where in the paper (section, figure, table, equation),
     the paper's number and ours (text), the verdict (:data:`HOLDS`, :data:`PARTLY`, :data:`FAILS` or
-    :data:`NA`) and a note: the rule's thresholds (the table's ``rule`` column)."""
+    :data:`NA`) and a note: the rule's thresholds (the table's ``rule`` column); ``reason``: the likely
+    reason a claim does not (fully) hold, stated only when the data shows it (else ""); ``key`` and
+    ``plain``: the claim's key finding (0: none) and its statement in plain words."""
 
     claim: str
     ref: str
@@ -110,6 +118,9 @@ class ClaimRow:
     ours: str
     verdict: str
     note: str
+    reason: str = ""
+    key: int = 0
+    plain: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,10 @@ class ClaimSpec:
     """One claim, declared once: ``measure`` gives ours from the evidence (None when the figure behind
     it was not drawn: then the row is ``absent``'s, or left out when ``absent`` is None) and ``rule``
     grades it. ``llm``: a claim about LLM runs (ungraded under ``--profile quick``, it says
-    :data:`NOT_IN_QUICK`)."""
+    :data:`NOT_IN_QUICK`). ``reason``: the likely reason when the verdict is partly or does not hold, from
+    the evidence (None when the data does not show one). ``key`` > 0 marks one of the paper's key findings
+    (1 = the most important; an LLM claim and its tabular-LM twin share it) for :func:`summarize`, and
+    ``plain`` states it in plain words."""
 
     claim: str
     ref: str
@@ -126,6 +140,9 @@ class ClaimSpec:
     rule: Rule
     llm: bool = False
     absent: Absent | None = None
+    reason: Callable[[Evidence], str | None] | None = field(default=None, compare=False)
+    key: int = 0
+    plain: str = ""
 
     def row(self, ev: Evidence, profile: str = "") -> ClaimRow | None:
         """This claim's row for ``ev`` (None when it is left out)."""
@@ -137,5 +154,39 @@ class ClaimSpec:
             row = ClaimRow(self.claim, a.ref or self.ref, a.paper or self.paper, a.ours, NA, a.rule)
         else:
             return None
-        quick_na = profile == "quick" and self.llm and row.verdict == NA
+        quick_na = profile == "quick" and self.llm and row.verdict == NA and not (m and m.explained)
+        why = self.reason(ev) if self.reason is not None and row.verdict in (PARTLY, FAILS) else None
+        row = replace(row, reason=why or "", key=self.key, plain=self.plain)
         return replace(row, ours=NOT_IN_QUICK) if quick_na else row
+
+
+SUMMARY_RULE = ("the first three of the paper's key findings (declared in order of importance in "
+                "`reproduce/claims.py`) that our runs measured, each from its LLM row when that was "
+                "measured, else from its tabular-LM row")
+"""how :func:`summarize` picks the findings the summary states (the report quotes it)"""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The report's summary: how many rows got each verdict (:data:`VERDICTS` order) and the key findings
+    picked by :data:`SUMMARY_RULE`."""
+
+    counts: dict[str, int]
+    findings: tuple[ClaimRow, ...]
+
+
+def summarize(rows: list[ClaimRow], n_findings: int = 3) -> Summary:
+    """Verdict counts of ``rows`` and the first ``n_findings`` measured key findings (:data:`SUMMARY_RULE`):
+    for each key 1, 2, ... the first row in table order with that key and a verdict other than
+    :data:`NA` (the LLM row precedes its tabular-LM twin in :data:`reproduce.claims.CLAIMS`)."""
+    if n_findings < 0:
+        raise ValueError(f"n_findings must be >= 0, got {n_findings}")
+    bad = {r.verdict for r in rows} - set(VERDICTS)
+    if bad:
+        raise ValueError(f"unknown verdict(s) {sorted(bad)}; expected one of {VERDICTS}")
+    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
+    firsts: dict[int, ClaimRow] = {}
+    for r in rows:
+        if r.key > 0 and r.verdict != NA:
+            firsts.setdefault(r.key, r)
+    return Summary(counts, tuple(firsts[k] for k in sorted(firsts)[:n_findings]))

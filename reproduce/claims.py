@@ -5,7 +5,10 @@ the claim, its paper reference,
 the paper's number (text), how ours is measured from the :class:`Evidence` (the typed figure results of
 :mod:`figures.draw`, the rows of ``theory.verify.run_checks`` and the Table 1 analogue
 ``fig_covariance.covariance_percentiles``) and the :class:`Rule` that grades it, whose thresholds the
-table shows so that a reader can disagree with the verdict. Absent figures give "not measured". Paper
+table shows so that a reader can disagree with the verdict. Absent figures give "not measured". A claim
+may name its likely reason when it does not hold (:mod:`reproduce.reasons`, stated only when the data
+shows it) and mark one of the paper's key findings (``key``, ``plain``) for the report's summary
+(:func:`reproduce.claim_rules.summarize`). Paper
 numbers (docs/paper.md): Cui et al. 2025 §2.3 (Fig. 2), §2.4 (Fig. 5), §2.5 (Fig. 7), §3.3 (Fig. 8,
 Table 1), §4.3 (Table 2, Fig. 11), Figs. 9, 10, 12.
 """
@@ -16,11 +19,13 @@ import math
 
 import numpy as np
 
-from figures.fig_covariance import Table1Result
+from figures.fig_covariance import MIN_GROUP_STATES, Table1Result, top_group_size
 from figures.results import FigureResults, Score, Variant
 
 from .claim_rules import (NAN, Absent, ClaimRow, ClaimSpec, Evidence, Measured, Rule, at_least, finite_mean,
                           is_finite, num, pct)
+from .reasons import (PAPER_FRACTIONS, fraction_text, greedy_law_reason, method_gain_reason,
+                      method_entropy_reason, prediction_reason, response_length_reason, step_model_reason)
 
 GAIN = Rule(lambda x: x >= 0.02, lambda x: x > 0, "+2 pts holds, >0 partly")
 R2_LAW = at_least(0.8, 0.5, "R² >= 0.8 holds, >= 0.5 partly")
@@ -77,7 +82,8 @@ def _collapse_claims(v: Variant) -> list[ClaimSpec]:
 
     specs = [ClaimSpec(f"entropy collapses under GRPO ({where})", "§2.3, Fig. 11", "~97% drop (0.65 -> 0.02)",
                        _drawn("collapse", v, drop), at_least(0.5, 0.2, ">=50% holds, >=20% partly"), llm,
-                       Absent("n/a", ref="Fig. 11", paper="0.65 -> 0.02 (7B)")),
+                       Absent("n/a", ref="Fig. 11", paper="0.65 -> 0.02 (7B)"), key=1,
+                       plain="Entropy collapses as RL raises accuracy"),
              ClaimSpec(f"accuracy rises while entropy falls ({where})", "Fig. 1, 3",
                        "e.g. 11% -> 25.5% (1.5B)", _drawn("collapse", v, rise), GAIN, llm)]
     if llm:
@@ -126,7 +132,8 @@ def _law_claims(v: Variant) -> list[ClaimSpec]:
 
     specs = [ClaimSpec(f"R = -a exp(H) + b fits R vs H ({where})", "§2.2, Figs. 3, 4",
                        "\"precisely\" (no R² given)", lambda ev: _law_fit(ev.figures.law.get(v)), R2_LAW,
-                       llm),
+                       llm, reason=greedy_law_reason if llm else None, key=2,
+                       plain="Accuracy is traded for entropy along R = -a exp(H) + b"),
              ClaimSpec(f"exponential form beats linear / power ({where}; beyond the paper)",
                        "docs/theory.md §1.15", "not tested", _drawn("law", v, forms),
                        Rule(lambda x: 2 * x[0] > x[1], lambda x: x[2] < 2,
@@ -136,9 +143,11 @@ def _law_claims(v: Variant) -> list[ClaimSpec]:
                                scaling, R2_LAW, llm))
     return specs + [
         ClaimSpec(f"early fit predicts later accuracy: RMSE ({where})", "§2.4, Fig. 5",
-                  "0.9% math / 1.2% code", prediction("mean_rmse"), PREDICTION, llm),
+                  "0.9% math / 1.2% code", prediction("mean_rmse"), PREDICTION, llm,
+                  reason=lambda ev: prediction_reason(ev, v)),
         ClaimSpec(f"early fit: error at final step ({where})", "§2.4", "0.5% math / 1.9% code",
-                  prediction("mean_final_error"), PREDICTION, llm)]
+                  prediction("mean_final_error"), PREDICTION, llm,
+                  reason=lambda ev: prediction_reason(ev, v))]
 
 
 def _cov_claims(kind: str, where: str) -> list[ClaimSpec]:
@@ -150,7 +159,9 @@ def _cov_claims(kind: str, where: str) -> list[ClaimSpec]:
     return [ClaimSpec(f"Cov and -dH have similar dynamics ({where})", "§3.3, Fig. 8 left",
                       "\"highly similar\"",
                       lambda ev: Measured(x := first(ev, "pearson"), f"Pearson r {num(x, '.2f')} (smoothed)"),
-                      at_least(0.7, 0.3, "r >= 0.7 holds, >= 0.3 partly"), kind == "llm"),
+                      at_least(0.7, 0.3, "r >= 0.7 holds, >= 0.3 partly"), kind == "llm",
+                      reason=step_model_reason if kind == "llm" else None, key=3,
+                      plain="The covariance of log-probability and advantage drives the entropy change"),
             ClaimSpec(f"Cov stays positive ({where})", "§3.3", "positive throughout",
                       lambda ev: Measured(x := first(ev, "cov_positive_share"), f"{pct(x)} of steps"),
                       at_least(0.9, 0.7, ">= 90% holds"), kind == "llm")]
@@ -166,10 +177,15 @@ def _by_accuracy(ev) -> Measured:
     return Measured(None, "n/a")
 
 
-def _top_ratio(t1) -> Measured:
-    """Table 1: mean covariance of the top 0.2% tokens over that of the top 50%."""
+def _top_ratio(t1, n_states: float) -> Measured:
+    """Table 1: mean covariance of the top 0.2% tokens over that of the top 50% of ``n_states`` token
+    states; not measured when the top-0.2% group holds fewer than ``MIN_GROUP_STATES`` states."""
+    k = top_group_size(max(1, int(n_states)), 0.2) if is_finite(n_states) else 0
+    if k < MIN_GROUP_STATES:
+        return Measured(None, f"n/a: the top 0.2% is {k} of {num(n_states, '.0f')} token states "
+                              f"(< {MIN_GROUP_STATES}, too few states)", explained=True)
     ratio = t1[1] / t1[4] if t1[4] > 0 else NAN
-    return Measured(ratio, f"{num(t1[1])} / {num(t1[4])} = {num(ratio, '.1f')}x")
+    return Measured(ratio, f"{num(t1[1])} / {num(t1[4])} = {num(ratio, '.1f')}x ({k} states in the top 0.2%)")
 
 
 def _method_claims(v: Variant) -> list[ClaimSpec]:
@@ -180,12 +196,16 @@ def _method_claims(v: Variant) -> list[ClaimSpec]:
         ms = ev.figures.methods[v].methods if v in ev.figures.methods else {}
         return ms.get(name), ms.get("grpo")
 
+    def frac(o, name):  # the token fraction used, next to the paper's (Cov methods only)
+        pool = "prompt" if v is SIM else "update"
+        return f"; {fraction_text(name, o.params, o.tokens, pool)}" if o and name in PAPER_FRACTIONS else ""
+
     def ratio(name, series):  # final ``series`` of ``name`` over GRPO's
         def fn(ev):
             o, g = pair(ev, name)
             b = getattr(g, series).final.mean if g else NAN
             x = getattr(o, series).final.mean / b if (o and g and is_finite(b) and b > 0) else NAN
-            return Measured(x, f"{num(x, '.2f')}x")
+            return Measured(x, f"{num(x, '.2f')}x" + (frac(o, name) if series == "entropy" else ""))
         return fn
 
     def gain(name):
@@ -196,7 +216,7 @@ def _method_claims(v: Variant) -> list[ClaimSpec]:
             (mo, ho, _), (mg, hg, _) = o.acc.final, g.acc.final
             diff, half = mo - mg, math.sqrt(ho**2 + hg**2) if is_finite(ho) and is_finite(hg) else NAN
             ci = f" ± {100 * half:.1f}" if is_finite(half) else " (1 seed)"
-            return Measured((diff, half), f"{100 * diff:+.1f} pts{ci}")
+            return Measured((diff, half), f"{100 * diff:+.1f} pts{ci}{frac(o, name)}")
         return fn
 
     ci_rule = Rule(lambda x: x[0] > 0 and is_finite(x[1]) and x[0] > x[1], lambda x: x[0] > 0,
@@ -204,15 +224,22 @@ def _method_claims(v: Variant) -> list[ClaimSpec]:
     specs = []
     for name, paper_ratio, paper_acc in (("kl_cov", "> 10x (0.2 vs 0.02)", "+2.0 (7B), +6.4 (32B)"),
                                          ("clip_cov", "~4-7x (0.08-0.15 vs 0.02)", "+1.8 (7B), +4.5 (32B)")):
+        plain = "KL-Cov" if name == "kl_cov" else "Clip-Cov"
         specs += [ClaimSpec(f"{name} keeps entropy above GRPO ({where})", "§4.3, Fig. 11", paper_ratio,
                             ratio(name, "entropy"),
-                            Rule(lambda x: x >= 3, lambda x: x > 1.2, ">= 3x holds, > 1.2x partly"), llm),
+                            Rule(lambda x: x >= 3, lambda x: x > 1.2, ">= 3x holds, > 1.2x partly"), llm,
+                            reason=lambda ev, n=name: method_entropy_reason(ev, v, n),
+                            key=4 if name == "kl_cov" else 6,
+                            plain=f"{plain} keeps entropy above GRPO's"),
                   ClaimSpec(f"{name} improves accuracy over GRPO ({where})", "Table 2", paper_acc, gain(name),
-                            ci_rule, llm)]
+                            ci_rule, llm, reason=lambda ev, n=name: method_gain_reason(ev, v, n),
+                            key=5 if name == "kl_cov" else 7,
+                            plain=f"{plain} ends with higher accuracy than GRPO")]
     if llm:
         specs.append(ClaimSpec("longer responses under kl_cov than GRPO (LLM)", "Fig. 11",
                                "~1700 vs ~1000 tokens (1.7x)", ratio("kl_cov", "resp_len"),
-                               Rule(lambda x: x >= 1.1, lambda x: x > 1.0, ">= 1.1x holds, > 1 partly"), llm))
+                               Rule(lambda x: x >= 1.1, lambda x: x > 1.0, ">= 1.1x holds, > 1 partly"), llm,
+                               reason=response_length_reason))
     return specs
 
 
@@ -274,7 +301,8 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               Rule(lambda x: x[2] > x[1] > x[0], lambda x: x[2] > x[0], "ordered holds, high > low partly",
                    judged=lambda x: True)),  # None when a bin is empty
     ClaimSpec("a few tokens carry extreme Cov: top-0.2% / top-50% mean (tabular LM)", "Table 1",
-              "3.112 / 0.152 = 20x", lambda ev: None if ev.table1 is None else _top_ratio(ev.table1.mean_cov),
+              "3.112 / 0.152 = 20x",
+              lambda ev: None if ev.table1 is None else _top_ratio(ev.table1.mean_cov, ev.table1.n_tokens),
               EXTREME_COV),
     *_method_claims(LLM), *_method_claims(SIM),
     ClaimSpec("entropy bonus is hard to tune: large coef explodes entropy (LLM)", "Figs. 9, 10",
@@ -292,15 +320,17 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               at_least(0.95, 0.8, "r >= 0.95 holds, >= 0.8 partly")),
     ClaimSpec("predicted vs observed dH per step (LLM)", "Thm. 1/2", "dH ~ -eta Cov (Thm. 2)",
               lambda ev: Measured(x := _theory(ev, "llm"), f"Pearson r {num(x, '.2f')}"),
-              at_least(0.5, 0.1, "r >= 0.5 holds, >= 0.1 partly"), llm=True),
+              at_least(0.5, 0.1, "r >= 0.5 holds, >= 0.1 partly"), llm=True, reason=step_model_reason),
     ClaimSpec("Lemma 1 predicts each token state's dH of an update (LLM; beyond the paper)", "Lemma 1",
               "(checked only as curve shapes, Fig. 8)", _lemma1, PER_STATE, llm=True),
     ClaimSpec("tabular theory (no function approximation) predicts per-state dH (LLM; beyond the paper)",
               "Thm. 1, docs/theory.md §1.8", "(assumed)",
               lambda ev: Measured(x := _dynamics(ev, "median_r2_tab"),
-                                  f"median R² {num(x, '.2f')} with eta_eff fitted"), PER_STATE, llm=True),
+                                  f"median R² {num(x, '.2f')} with eta_eff fitted"), PER_STATE, llm=True,
+              reason=step_model_reason),
     ClaimSpec("a few tokens carry extreme Cov: top-0.2% / top-50% mean (LLM)", "Table 1",
-              "3.112 / 0.152 = 20x", lambda ev: _top_ratio(ev.figures.dynamics.runs[0].table1)
+              "3.112 / 0.152 = 20x",
+              lambda ev: _top_ratio((r := ev.figures.dynamics.runs[0]).table1, r.n_states_first)
               if ev.figures.dynamics and ev.figures.dynamics.runs else None, EXTREME_COV, llm=True),
     ClaimSpec("theorems and lemmas hold numerically", "§3, App. E", "proofs", _verify,
               Rule(lambda x: x[0] == x[1], lambda x: False, "all pass", judged=lambda x: True)),

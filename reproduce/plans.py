@@ -23,11 +23,19 @@ quick". Its wall time from an empty model cache is in the report and in README.m
 ``full``: the same settings with 300 steps, 3 seeds of GRPO / clip-higher / Clip-Cov / KL-Cov at m96,
 GRPO at five sizes (3000-step warm starts each) for the law and its size scaling, and the sweeps.
 Cost estimates (``est_s``) are one-core seconds measured on the development machine.
+``gpu``: the scaled validation on one CUDA GPU (:func:`gpu_plan`; ``--tiny``: the same steps at toy size on
+CPU), with its benchmark steps (:func:`bench_steps`).
 """
 
 from __future__ import annotations
 
+import math
+import random
+
+from theory.objectives import MAX_UNGUARDED_RATIO
+
 from .experiments import MODEL_PLACEHOLDER, Spec
+from .gpu_steps import BenchStep
 
 TASK = "arithmetic"
 SIZES = {  # name -> llm_rl.model.default_model_config overrides (the default model is "m96")
@@ -50,7 +58,12 @@ DIAGNOSE_EVERY = 10  # per-state entropy-dynamics diagnostics (fig_dynamics; ~6%
 QUICK = {"steps": 150, "val_every": 5, "seeds": {"grpo": (0, 1), "kl_cov": (0, 1)}}
 FULL = {"steps": 300, "val_every": 10,
         "seeds": {o: (0, 1, 2) for o in ("grpo", "clip_higher", "clip_cov", "kl_cov")}}
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "gpu")
+
+
+def bench_steps(profile: str, tiny: bool = False) -> list:
+    """The benchmark steps run after the plan's runs (:mod:`reproduce.gpu_steps`; only ``gpu`` has any)."""
+    return gpu_bench_steps(tiny) if profile == "gpu" else []
 
 
 def _pretrain(size: str, steps: int, est: float) -> Spec:
@@ -103,10 +116,14 @@ def _sims(steps: int, instances: int, est: float, sweep_ratios=(0.02, 0.05),
     return specs
 
 
-def plan(profile: str) -> list[Spec]:
-    """The specs of ``profile`` (``quick`` or ``full``)."""
+def plan(profile: str, tiny: bool = False) -> list[Spec]:
+    """The specs of ``profile`` (``quick``, ``full`` or ``gpu``; ``tiny`` only with ``gpu``)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    if tiny and profile != "gpu":
+        raise ValueError("tiny applies only to the gpu profile (--profile gpu --tiny)")
+    if profile == "gpu":
+        return gpu_plan(tiny)
     quick = profile == "quick"
     p = QUICK if quick else FULL
     steps, val_every = p["steps"], p["val_every"]
@@ -142,3 +159,144 @@ def plan(profile: str) -> list[Spec]:
                   for c in (0.5, 1.0, 10.0)]
     specs += (_sims(100, 48, 10.0, (0.05,), (5.0,)) if quick else _sims(400, 256, 60.0))
     return specs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# gpu: the scaled validation on one GPU (issue 16); --tiny: the same steps at toy size on CPU
+# ---------------------------------------------------------------------------------------------------------
+GPU_MODEL = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "num_kv_heads": 4,
+             "intermediate_size": 3072}
+"""103,843,584 non-embedding parameters (figures.curves.non_embedding_params; the char vocabulary adds
+~0.05 M embedding parameters); GPT-2-small width and depth, Qwen2 architecture with 3:1 grouped-query
+attention"""
+TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 64}
+GPU = {"pretrain": {"steps": 1200, "batch": 128, "lr": 6e-4, "warmup": 100},
+       "train": {"steps": 60, "val_every": 10, "n_val": 128, "prompts": 32, "group": 8, "minibatches": 8,
+                 "lr": 2e-5, "diagnose_every": 10},
+       "diag": ("--rows", "8192", "--vocab", "151936", "--device", "cuda"),
+       "throughput": ("--steps", "3", "--warmup", "1", "--repeats", "1", "--device", "cuda")}
+GPU_TINY = {"pretrain": {"steps": 400, "batch": 32, "lr": 3e-3, "warmup": 20},
+            "train": {"steps": 4, "val_every": 2, "n_val": 16, "prompts": 8, "group": 8, "minibatches": 2,
+                      "lr": 1e-4, "diagnose_every": 2},
+            "diag": ("--rows", "64", "--vocab", "4096", "--device", "cpu", "--eager-only",
+                     "--naive-rows", "16"),
+            "throughput": ("--steps", "1", "--warmup", "1", "--repeats", "1", "--device", "cpu")}
+PAPER_FRACTIONS = {"clip_cov": ("clip_ratio", 2e-4), "kl_cov": ("kl_ratio", 2e-3)}
+"""the paper's token fractions (Clip-Cov r, KL-Cov k for Qwen2.5-7B), used when a mini-batch is big enough"""
+MIN_SELECTED = 8
+"""below the paper's fraction's reach, the smallest fraction that selects this many tokens per mini-batch"""
+
+
+def minibatch_tokens(prompts: int, group: int, minibatches: int, n: int = 512) -> float:
+    """Estimated response tokens in one mini-batch: ``prompts * group / minibatches`` rows times the mean
+    length (characters = tokens, plus <eos>) of the correct solutions of ``n`` training problems of the
+    task (the warm start's wrong and misconceived solutions have the same format)."""
+    from llm_rl.tasks import make_splits, make_task
+
+    if min(prompts, group, minibatches, n) < 1:
+        raise ValueError("prompts, group, minibatches and n must be >= 1")
+    task = make_task(TASK)
+    train, _ = make_splits(task, n, 1, 0)
+    rng = random.Random(0)
+    mean_len = sum(len(task.solution(p, rng)) + 1 for p in train) / len(train)
+    return prompts * group / minibatches * mean_len
+
+
+def token_fraction(paper: float, n_tokens: float, min_selected: int = MIN_SELECTED) -> float:
+    """``paper`` when its quota ``floor(paper * N)`` reaches ``min_selected`` tokens of a mini-batch of
+    ``N = n_tokens``, else the smallest fraction r of 3 significant digits with ``floor(r * N) >=
+    min_selected`` (r = m / N rounded up)."""
+    if not 0 < paper < 1 or not n_tokens >= min_selected or min_selected < 1:
+        raise ValueError(f"need 0 < paper < 1 and n_tokens >= min_selected >= 1, got {paper}, {n_tokens}, "
+                         f"{min_selected}")
+    if int(paper * n_tokens) >= min_selected:
+        return paper
+    unit = 10.0 ** (math.floor(math.log10(min_selected / n_tokens)) - 2)  # 3 significant digits
+    k = math.ceil(min_selected / n_tokens / unit)
+    while int(round(k * unit, 12) * n_tokens) < min_selected:  # float rounding of k * unit
+        k += 1
+    return round(k * unit, 12)
+
+
+def gpu_plan(tiny: bool = False) -> list[Spec]:
+    """The ``gpu`` profile: one warm start of a ~104 M-parameter Qwen2 (:data:`GPU_MODEL`) on the arithmetic
+    task, then GRPO, KL-Cov (beta = 1, the paper's) and Clip-Cov (the paper's omega bounds) from it with the
+    entropy-dynamics diagnostics, seed 0. On CUDA the warm start and the RL runs train under bf16 autocast
+    with float32 master weights (``llm_rl.pretrain.training_autocast``, the trainer's ``device="auto"``).
+
+    Token fractions: a mini-batch holds ~N = 32 x 8 / 8 = 32 rows x ~5.3 tokens (scratchpad + <eos>) ~ 171
+    response tokens, so the paper's r = 2e-4 / k = 2e-3 select 0 / 0 tokens there (the quota is floor(r N),
+    at least 1); both use the smallest fraction (3 significant digits) that selects >= 8 tokens, 0.0469
+    (:func:`token_fraction`; stated in each spec's tags and in ``gpu_summary.json``; ``tiny`` has the same
+    8 x 8 / 2 = 32 rows per mini-batch, so the same fraction).
+
+    Time budget, from an empty cache on one H100/H200: ~6.5 min (an estimate; no GPU was available to
+    measure it). How: the model is small for such a GPU, so each step costs its kernel launches (~10 us
+    each, ~25 per decoder layer and pass, eager PyTorch) plus the CPU work around them, more than its FLOPs
+    (a warm-start step is 6 x 104 M x ~2.8 k tokens = 1.7 TFLOP, ~5 ms at 35% of bf16 peak); the CPU-side
+    parts were timed with ``--tiny`` on this repository's 2-core CPU machine.
+    - warm start: 1200 steps x ~35 ms (forward + backward + AdamW over 12 layers, tokenising 128 examples)
+      + evaluation + CUDA start-up ~ 70 s;
+    - RL: per step a generation of 256 rows x ~6 tokens (<= 28; ~8 ms per decoded token with the KV cache),
+      re-scoring, 8 mini-batch updates (~40 ms each), validation and diagnostics every 10 steps: ~0.6 s;
+      60 steps + start-up ~ 50 s per run; the three runs share the GPU (``--jobs 3``, one CPU core each)
+      ~ 80 s;
+    - diagnostics_cost: two 2.5 GB bf16 tensors, eager and torch.compile variants (~60 s compile warm-up)
+      ~ 100 s;
+    - trainer throughput: ours twice and TRL once, 1 + 3 rollout steps each, imports and model loads ~ 80 s;
+    - theorem checks, figures and the report on the CPU: ~45 s (measured with ``--tiny``).
+    Total ~ 375 s, under the 8-minute budget with ~20% margin. ``tiny``: the same specs and steps at
+    :data:`TINY_MODEL` size (400 warm-start and 4 RL steps, 64 x 4096 logits, 1 + 1 throughput steps),
+    ~2.5 min on 2 CPU cores (tests/test_reproduce_gpu_profile.py, ``slow``).
+    """
+    c, size = (GPU_TINY, "tiny") if tiny else (GPU, "gpu104m")
+    pre, tr = c["pretrain"], c["train"]
+    args = ["--task", TASK, "--steps", str(pre["steps"]), "--batch-size", str(pre["batch"]), "--lr",
+            str(pre["lr"]), "--warmup-steps", str(pre["warmup"])]
+    for k, v in (TINY_MODEL if tiny else GPU_MODEL).items():
+        args += ["--model-size", f"{k}={v}"]
+    from figures.curves import non_embedding_params
+
+    m = TINY_MODEL if tiny else GPU_MODEL
+    n_params = non_embedding_params({"hidden_size": m["hidden_size"], "num_hidden_layers": m["num_layers"],
+                                     "num_attention_heads": m["num_heads"],
+                                     "num_key_value_heads": m["num_kv_heads"],
+                                     "intermediate_size": m["intermediate_size"]})
+    pre_name = f"pretrain-{size}"
+    specs = [Spec(pre_name, "pretrain", tuple(args), est_s=70.0 if not tiny else 20.0,
+                  tags={"profile": "gpu", "size_name": size, "non_embedding_params": n_params,
+                        "precision": "bf16 autocast, fp32 master weights on CUDA"})]
+    n_tok = round(minibatch_tokens(tr["prompts"], tr["group"], tr["minibatches"]), 1)
+    for obj in ("grpo", "kl_cov", "clip_cov"):
+        extra, tags = [], {}
+        if obj in PAPER_FRACTIONS:
+            key, paper = PAPER_FRACTIONS[obj]
+            r = token_fraction(paper, n_tok)
+            extra += ["--objective-param", f"{key}={r!r}"]
+            if r > MAX_UNGUARDED_RATIO:
+                extra += ["--objective-param", "allow_large_ratio=true"]
+            tags = {"token_fraction": r, "paper_fraction": paper, "minibatch_tokens_est": n_tok,
+                    "selected_tokens_est": int(r * n_tok), "fraction_rule": "paper" if r == paper
+                    else f"smallest selecting >= {MIN_SELECTED} tokens"}
+        if obj == "kl_cov":
+            extra += ["--objective-param", "kl_coef=1.0"]
+        targs = ["--task", TASK, "--model", MODEL_PLACEHOLDER, "--objective", obj,
+                 "--steps", str(tr["steps"]), "--seed", "0", "--val-every", str(tr["val_every"]),
+                 "--n-val", str(tr["n_val"]),
+                 "--checkpoint-every", str(tr["steps"]), "--diagnose-every", str(tr["diagnose_every"]),
+                 "--lr", str(tr["lr"]), "--prompts-per-step", str(tr["prompts"]), "--group-size",
+                 str(tr["group"]), "--num-minibatches", str(tr["minibatches"]), *extra]
+        specs.append(Spec(f"llm-{obj}-{size}-s0", "train", tuple(targs), needs=pre_name,
+                          tags={"profile": "gpu", "group": "methods", "size_name": size, "objective": obj,
+                                "seed": 0, **tags}, est_s=60.0 if not tiny else 15.0))
+    return specs
+
+
+def gpu_bench_steps(tiny: bool = False) -> list[BenchStep]:
+    """The gpu profile's benchmark steps: the chunked diagnostics pass against one logsumexp on
+    8192 x 151,936 bf16 logits (``tiny``: 64 x 4096 on CPU, eager only), and the trainer's end-to-end
+    tokens/s against TRL's GRPOTrainer on the warm-started model of :func:`gpu_plan`, same device."""
+    c, size = (GPU_TINY, "tiny") if tiny else (GPU, "gpu104m")
+    return [BenchStep("diagnostics_cost", "benchmarks/diagnostics_cost.py", c["diag"], est_s=100.0),
+            BenchStep("trainer_throughput", "benchmarks/trainer_throughput.py",
+                      ("--model", MODEL_PLACEHOLDER, *c["throughput"]), needs=f"pretrain-{size}", est_s=80.0)]

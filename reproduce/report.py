@@ -1,10 +1,15 @@
 """``report.md``: the paper's claims against our runs, the tables, and how to rerun every experiment.
 
-Sections: claims table (:mod:`reproduce.claims`); theorem verification (``theory.verify.run_checks``);
+Sections: a summary (verdict counts and the key findings picked by
+:data:`reproduce.claim_rules.SUMMARY_RULE`); a glossary of run labels; claims table
+(:mod:`reproduce.claims`, with the likely reason of a claim that does not hold when the data shows one);
+theorem verification (``theory.verify.run_checks``);
 law coefficients with bootstrap CIs, form comparison and early-prediction errors (paper Eq. 6, §2.4,
 Fig. 7); method comparison with mean ± 95% CI over seeds (Table 2 analogue); covariance by
-top-percentile group (Table 1 analogue); sweep summaries (Figs. 9, 10, 12); figure list; the exact
-commands of every run; failed runs.
+top-percentile group (Table 1 analogue, groups under ``MIN_GROUP_STATES`` token states marked "too few
+states"); sweep summaries (Figs. 9, 10, 12); figure list; the exact commands of every run, pasteable into a
+shell (warm-start model directories as shell variables set to the path each warm start reported); failed
+runs.
 
 The writer only formats: it takes the typed figure results (:class:`figures.results.FigureResults`,
 drawn and scored by :mod:`reproduce.pipeline`), the theorem checks and the Table 1 analogue. LLM
@@ -16,17 +21,21 @@ report says which one it used.
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 from pathlib import Path
 
 from figures.draw import GREEDY_SATURATED
-from figures.fig_covariance import Table1Result
+from figures.fig_covariance import MIN_GROUP_STATES, Table1Result, top_group_size
 from figures.results import FigureResults, Score, Variant
 from llm_rl.metrics import TOP_PERCENTS
 from rundir.files import atomic_write_text
-from rundir.finished import is_finished
+from rundir.finished import is_finished, read_done
 
-from .claim_rules import num, pct
+from .claim_rules import FAILS, HOLDS, NA, PARTLY, SUMMARY_RULE, ClaimRow, num, pct, summarize
 from .claims import claim_rows
+from .reasons import PAPER_FRACTIONS, fraction_text
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -40,12 +49,74 @@ SCORE_NAMES = {Score.GREEDY: "greedy accuracy", Score.SAMPLED: "T=0.6 sample acc
 """how the law, prediction and method tables name the LLM accuracy"""
 
 
-def claims_table(results: FigureResults, verify_rows=None, table1: Table1Result | None = None,
-                 profile: str = "") -> str:
-    """The claims table in markdown."""
-    rows = claim_rows(results, verify_rows, table1, profile=profile)
-    return _table(["claim", "paper ref.", "paper", "ours", "verdict", "rule"],
-                  [[r.claim, r.ref, r.paper, r.ours, r.verdict, r.note] for r in rows])
+def claims_table(rows: list[ClaimRow]) -> str:
+    """The claims table in markdown, one line per row of :func:`reproduce.claims.claim_rows`."""
+    return _table(["claim", "paper ref.", "paper", "ours", "verdict", "likely reason", "rule"],
+                  [[r.claim, r.ref, r.paper, r.ours, r.verdict, r.reason, r.note] for r in rows])
+
+
+def summary_section(rows: list[ClaimRow]) -> str:
+    """Verdict counts over ``rows`` and the key findings of :func:`reproduce.claim_rules.summarize`."""
+    s = summarize(rows)
+    c = s.counts
+    out = [f"Of {len(rows)} claims: **{c[HOLDS]} hold**, **{c[PARTLY]} partly**, **{c[FAILS]} do not hold**, "
+           f"**{c[NA]} not measured** (table below; \"does not hold\" means our small runs do not show the "
+           "effect, not that the paper is wrong).", "",
+           f"Key findings (rule: {SUMMARY_RULE}):", ""]
+    for i, r in enumerate(s.findings, 1):
+        why = f" Likely reason: {r.reason}." if r.reason else ""
+        out.append(f"{i}. **{r.plain}**: {r.verdict} ({r.claim}). Ours: {r.ours}; paper: {r.paper}.{why}")
+    if not s.findings:
+        out.append("None of the key findings was measured.")
+    return "\n".join(out)
+
+
+GLOSSARY = (
+    ("`m32`, `m64`, `m96`, `m128`, `m192`", "LLM size: a tiny Qwen2-style model with that hidden size "
+     "(`m96` is the default model); sizes used here are listed below"),
+    ("`s0`, `s1`, ...", "the run's random seed"),
+    ("`grpo`, `clip_higher`, `clip_cov`, `kl_cov`", "the objective: GRPO (PPO-clip, group-normalised "
+     "advantages), clip-higher (eps_high 0.28), Clip-Cov and KL-Cov (paper §4)"),
+    ("`name=value` in a label", "objective parameters: `clip_ratio` (Clip-Cov's token fraction r), "
+     "`kl_ratio` (KL-Cov's k), `kl_coef` (KL-Cov's beta), `allow_large_ratio=True` (permits fractions "
+     "above 0.05); `ent=` / `refkl=`: entropy-bonus / reference-KL coefficient"),
+    ("`sim-tabular_lm`, `sim-lm-...`", "the tabular-LM simulator (`entropy-mech simulate --world "
+     "tabular_lm`): one softmax per prefix, no network, exact expected reward"),
+    ("`sim-bandit-pg-lr0.1`", "exact policy gradient on a bandit at step size 0.1 (first-order error test)"),
+    ("`pretrain-m96`", "the supervised warm start of size `m96` that the LLM runs start from"),
+    ("`llm-kl_cov-m96-s1`", "an RL run: objective, size, seed"),
+    ("`...-7097c8849419` (folder names)", "hash of the run's command: a changed setting gets a new folder"),
+    ("`_sim`, `_t1`, `_sampled`, `_greedy` (figure names)", "drawn from the simulator, with T=1 sample "
+     "accuracy as R, with T=0.6 sampled accuracy, with greedy accuracy"),
+    ("greedy / T=0.6 / T=1 accuracy", "validation accuracy of the greedy answer (the paper's R) / of "
+     "samples at temperature 0.6 (4 per prompt) / at temperature 1"),
+)
+"""run-label glossary of the report: (label or pattern, meaning)"""
+
+
+def _specs(run_results) -> list[tuple[dict, dict]]:
+    """``(run result, its spec.json or {})`` for each run result."""
+    out = []
+    for r in run_results or []:
+        f = Path(r["dir"]) / "spec.json"
+        out.append((r, json.loads(f.read_text()) if f.is_file() else {}))
+    return out
+
+
+def glossary_section(run_results=None) -> str:
+    """The glossary table, then the model sizes the runs used (from the warm starts' specs)."""
+    from .plans import SIZES
+
+    sizes = []
+    for _, spec in _specs(run_results):
+        name = spec.get("tags", {}).get("size_name")
+        if spec.get("kind") == "pretrain" and name:
+            over = SIZES.get(name)
+            what = ("the default model (`llm_rl.model.default_model_config`)" if over == {} else
+                    ", ".join(f"{k} {v}" for k, v in over.items()) if over else "custom size")
+            sizes.append(f"`{name}`: {what}")
+    return (_table(["label", "meaning"], [list(g) for g in GLOSSARY])
+            + ("\n\nSizes in these runs: " + "; ".join(sizes) + "." if sizes else ""))
 
 
 def _ci(ci) -> str:
@@ -104,10 +175,13 @@ def _methods_section(results: FigureResults) -> str:
         if not d:
             continue
         rows = [[name, str(m.n_seeds), _mean_ci(m.acc.final, 100), _mean_ci(m.entropy.final),
-                 _mean_ci(m.resp_len.final)] for name, m in d.methods.items()]
+                 _mean_ci(m.resp_len.final),
+                 fraction_text(name, m.params, m.tokens, "prompt" if v is Variant.SIM else "update")
+                 if name in PAPER_FRACTIONS else "-"]
+                for name, m in d.methods.items()]
         out.append(f"**{where}**: mean over the last 20% of steps (accuracy: validation points), then mean "
                    "± 95% t-interval over seeds\n\n" + _table(["method", "seeds", "accuracy (%)", "entropy",
-                                                              "response length"], rows))
+                                                              "response length", "token fraction"], rows))
     return "\n\n".join(out) or "No method runs."
 
 
@@ -121,6 +195,19 @@ def _sweeps_section(results: FigureResults) -> str:
             if rows else "No sweeps.")
 
 
+def table1_cells(means, n_states: float) -> list[str]:
+    """One Table 1 row's cells: each group's mean covariance, marked "too few states" when the group
+    (:func:`figures.fig_covariance.top_group_size` of ``n_states``) holds fewer than ``MIN_GROUP_STATES``."""
+    if len(means) != len(TOP_PERCENTS):
+        raise ValueError(f"need {len(TOP_PERCENTS)} group means, got {len(means)}")
+    n = int(n_states) if n_states == n_states and n_states >= 1 else 0
+    cells = []
+    for p, x in zip(TOP_PERCENTS, means):
+        k = top_group_size(n, p) if n else 0
+        cells.append(f"{x:.3g}" + (f" (too few states: {k})" if k < MIN_GROUP_STATES else ""))
+    return cells
+
+
 def _table1_section(table1: Table1Result | None, dynamics=None) -> str:
     llm = dynamics.runs[:1] if dynamics else ()
     if table1 is None and not llm:
@@ -130,7 +217,7 @@ def _table1_section(table1: Table1Result | None, dynamics=None) -> str:
     text = []
     if table1 is not None:
         c = table1.config
-        rows.append(["ours (tabular LM)"] + [f"{x:.3g}" for x in table1.mean_cov])
+        rows.append(["ours (tabular LM)"] + table1_cells(table1.mean_cov, table1.n_tokens))
         text.append(f"Tabular LM: the first GRPO batch of the simulator (vocab {c['vocab']}, "
                     f"horizon {c['horizon']}, "
                     f"G={c['samples']}, {c['instances']} prompts, random initial logits with scale "
@@ -138,11 +225,14 @@ def _table1_section(table1: Table1Result | None, dynamics=None) -> str:
                     "prompt).")
     if llm:
         r = llm[0]
-        rows.append([f"ours (LLM, {r.label}, step {r.first_step})"] + [f"{x:.3g}" for x in r.table1])
+        rows.append([f"ours (LLM, {r.label}, step {r.first_step})"]
+                    + table1_cells(r.table1, r.n_states_first))
         text.append(f"LLM: the tokens of the first diagnosed mini-batch of `{r.label}` "
                     f"({r.n_states_first:.0f} token states; `diag/cov_top_*`).")
     else:
         text.append("LLM: no run with `--diagnose-every`, so no LLM row.")
+    text.append(f"A group of fewer than {MIN_GROUP_STATES} token states is marked \"too few states\": its "
+                "mean is one or two tokens' covariance, not a tail of the distribution.")
     return " ".join(text) + "\n\n" + _table(head, rows)
 
 
@@ -187,25 +277,42 @@ def _verify_section(rows) -> str:
                     "PASS" if r.passed else "FAIL"] for r in rows])
 
 
-def _commands_section(run_results) -> str:
-    """One ``entropy-mech`` line per run, from its ``spec.json`` (warm-start paths shown symbolically)."""
-    import json
+_MODEL_OF_OUTPUT = ("python3 -c 'import json, sys; t = sys.stdin.read(); "
+                    "print(json.loads(t[t.index(\"{\"):])[\"model\"])'")
+"""reads the model directory out of ``entropy-mech pretrain``'s JSON output"""
 
-    lines = []
-    for r in run_results or []:
-        spec_file = Path(r["dir"]) / "spec.json"
-        if not spec_file.is_file():
+
+def model_variable(pretrain_name: str) -> str:
+    """Shell variable holding a warm start's model directory: ``pretrain-m96`` -> ``MODEL_M96``."""
+    if not pretrain_name:
+        raise ValueError("empty warm-start name")
+    return "MODEL_" + re.sub(r"\W", "_", pretrain_name.removeprefix("pretrain-")).upper()
+
+
+def commands_section(run_results, out: str | Path = ".") -> str:
+    """One pasteable ``entropy-mech`` line per run, from its ``spec.json``: after each warm start, a line
+    ``MODEL_<SIZE>=<dir>`` sets the model directory its ``DONE.json`` records (or, when it did not finish,
+    captures it from the warm start's output), and the runs use ``--model "$MODEL_<SIZE>"``."""
+    lines = [f"cd {shlex.quote(str(out))}"]
+    for r, spec in _specs(run_results):
+        if not spec:
             lines.append(f"# {r['name']}: not started")
             continue
-        spec = json.loads(spec_file.read_text())
-        args = [f"<model dir printed by the {spec['needs']} line>" if a == "{model}" else a
-                for a in spec["args"]]
-        out = [] if spec["kind"] == "pretrain" else ["--out", f"runs/{Path(r['dir']).name}"]
         note = "" if is_finished(r["dir"]) else "   # did not finish"
-        lines.append(" ".join(["entropy-mech", spec["kind"], *args, *out]) + note)
-    return ("Run from the output directory; each run's resolved configuration is in its `config.json` "
-            "(`pretrain.json` in the model cache for warm starts).\n\n```\n" + "\n".join(lines) + "\n```"
-            if lines else "No runs.")
+        if spec["kind"] == "pretrain":
+            cmd = shlex.join(["entropy-mech", "pretrain", *spec["args"]])
+            model, var = (read_done(r["dir"]) or {}).get("model"), model_variable(spec["name"])
+            lines += ([cmd + note, f"{var}={shlex.quote(model)}   # the model directory it reports"] if model
+                      else [f"{var}=$({cmd} | {_MODEL_OF_OUTPUT})" + note])
+            continue
+        args = [f'"${model_variable(spec["needs"])}"' if a == "{model}" else shlex.quote(a)
+                for a in spec["args"]]
+        out_args = ["--out", shlex.quote(f"runs/{Path(r['dir']).name}")]
+        lines.append(" ".join(["entropy-mech", spec["kind"], *args, *out_args]) + note)
+    if len(lines) == 1:
+        return "No runs."
+    return ("Paste into a shell (bash); each run's resolved configuration is in its `config.json` "
+            "(`pretrain.json` in the model cache for warm starts).\n\n```bash\n" + "\n".join(lines) + "\n```")
 
 
 def _score_note(results: FigureResults) -> str:
@@ -234,6 +341,7 @@ def write_report(out: str | Path, results: FigureResults, *, verify_rows=None,
     """Write ``<out>/report.md`` from the typed results (nothing is drawn or fitted here); return its path."""
     out = Path(out)
     failed = [r for r in (run_results or []) if not r.get("ok")]
+    rows = claim_rows(results, verify_rows, table1, profile=profile)
     parts = [
         "# The Entropy Mechanism of RL for Reasoning LMs: our reproduction",
         f"Profile `{profile or 'custom'}`" + (f", wall time {wall_s / 60:.1f} min" if wall_s else "")
@@ -241,14 +349,17 @@ def write_report(out: str | Path, results: FigureResults, *, verify_rows=None,
           "stand in for "
           "Qwen2.5 0.5B-32B on math; read every number with that scale in mind. Regenerate with "
           f"`entropy-mech reproduce --profile {profile or 'quick'} --out {out}`.",
+        "## Summary", summary_section(rows),
+        "## Run labels", glossary_section(run_results),
         "## Claims",
         "Verdicts are mechanical, by the rule in the last column; \"does not hold\" means our runs at this "
-        f"scale do not show the effect, not that the paper is wrong. {_score_note(results)}; tabular-LM rows "
-        "use the simulator's exact expected reward. The Fig. 8-right analogue (covariance by prompt "
-        "accuracy) comes from the simulator."
+        "scale do not show the effect, not that the paper is wrong. A likely reason is given only where "
+        f"a declared test on our data shows one (`reproduce/reasons.py`). {_score_note(results)}; "
+        "tabular-LM rows use the simulator's exact expected reward. The Fig. 8-right analogue (covariance "
+        "by prompt accuracy) comes from the simulator."
         + (" \"not measured in quick\" marks claims whose runs only `--profile full` makes."
            if profile == "quick" else ""),
-        claims_table(results, verify_rows, table1, profile=profile),
+        claims_table(rows),
         "## Theorem verification (`entropy-mech verify`)", _verify_section(verify_rows),
         "## Entropy-performance law (Eq. 6, Figs. 3, 5, 7)", _law_section(results),
         "## Method comparison (Table 2 analogue, Fig. 11)", _methods_section(results),
@@ -256,7 +367,7 @@ def write_report(out: str | Path, results: FigureResults, *, verify_rows=None,
         "## Covariance by top-percentile group (Table 1 analogue)", _table1_section(table1, results.dynamics),
         "## Entropy-control sweeps (Figs. 9, 10, 12)", _sweeps_section(results),
         "## Figures", _figures_section(results),
-        "## Commands to rerun each experiment", _commands_section(run_results),
+        "## Commands to rerun each experiment", commands_section(run_results, out),
     ]
     if failed:
         parts += ["## Failed runs",

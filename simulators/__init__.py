@@ -2,15 +2,42 @@
 prediction (Lemma 1, second order, Theorems 1-2, Eq. 10) recorded next to the observed entropy change.
 
 Imports only ``theory``. Entry points: :func:`simulate` / :func:`load_run` and ``entropy-mech simulate``.
+
+The names below are exported lazily (PEP 562, as in ``theory``): ``simulators.X`` imports the submodule
+defining ``X`` on first use, so ``simulators.config`` (and ``entropy-mech simulate --help``) needs no torch.
 """
 
-from .config import RULE_NAMES, WORLD_NAMES, SimConfig
-from .mdp import TabularMDP
-from .recorder import PER_STATE_KEYS, batch_covariance, record_step
-from .rules import RULES, StepResult, gather_log_prob, make_rule, reinforce_logit_step
-from .run import Run, load_run, run_to_dir, save_run, simulate
-from .tabular_lm import TabularLM
-from .worlds import ContextualBandit, Exact, TokenBatch, make_world, sample_categorical, state_major_batch
+from __future__ import annotations
+
+import importlib
+
+#: exported name -> submodule defining it
+_SOURCES: dict[str, str] = {
+    **dict.fromkeys(("RULE_NAMES", "WORLD_NAMES", "SimConfig"), "config"),
+    "TabularMDP": "mdp",
+    **dict.fromkeys(("PER_STATE_KEYS", "batch_covariance", "record_step"), "recorder"),
+    **dict.fromkeys(("RULES", "StepResult", "gather_log_prob", "make_rule", "reinforce_logit_step"), "rules"),
+    **dict.fromkeys(("Run", "load_run", "run_to_dir", "save_run", "simulate"), "run"),
+    "TabularLM": "tabular_lm",
+    **dict.fromkeys(("ContextualBandit", "Exact", "TokenBatch", "make_world", "sample_categorical",
+                     "state_major_batch"), "worlds"),
+}
+
+
+def __getattr__(name: str):
+    """PEP 562: import the submodule that defines an exported ``name`` on first access (then cached)."""
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'simulators' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{source}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's own names plus every lazily exported one."""
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ContextualBandit",

@@ -11,8 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from theory.advantages import ADVANTAGE_ESTIMATORS
-from theory.objectives import validate_objective_params
+from theory.names import ADVANTAGE_ESTIMATORS  # torch-free: `entropy-mech simulate --help` needs no torch
 
 WORLD_NAMES: tuple[str, ...] = ("bandit", "contextual_bandit", "mdp", "tabular_lm")
 RULE_NAMES: tuple[str, ...] = ("pg", "npg", "entropy_npg", "reinforce", "grpo")
@@ -161,6 +160,8 @@ class SimConfig:
         if not isinstance(self.objective_kwargs, dict):
             raise ValueError(f"objective_kwargs must be a dict, got {type(self.objective_kwargs).__name__}")
         if self.rule == "grpo":  # names and ranges of the objective's hyperparameters, before any run
+            from theory.objectives import validate_objective_params  # torch-backed: imported on use
+
             validate_objective_params(self.objective, self.objective_kwargs)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a non-empty string, got {self.device!r}")

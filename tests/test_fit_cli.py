@@ -108,3 +108,39 @@ def test_bad_options(tmp_path, capsys, flag, value):
     log = write_log(tmp_path / "m.jsonl")
     assert main(["fit", str(log), flag, value]) == 2
     assert flag in capsys.readouterr().err
+
+
+def _law_points(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    h = 0.05 + 1.1 * np.exp(-np.arange(n) / 12)
+    return h, law_predict(h, A, B) + 0.005 * rng.standard_normal(n)
+
+
+def test_fit_reads_verl_and_trl_logs_with_default_keys(tmp_path, capsys):
+    h, r = _law_points()
+    verl = tmp_path / "verl_exp.jsonl"
+    acc = "val-core/openai/gsm8k/acc/mean@1"
+    data = [{"actor/entropy": float(h[s]), "actor/pg_loss": 0.1, acc: float(r[s])} for s in range(len(h))]
+    verl.write_text("\n".join(json.dumps({"step": s, "data": d}) for s, d in enumerate(data)) + "\n")
+    ckpt = tmp_path / "trl_out" / "checkpoint-40"
+    ckpt.mkdir(parents=True)
+    hist = [rec for s in range(len(h)) for rec in ({"entropy": float(h[s]), "loss": 0.0, "step": s},
+                                                   {"eval_reward": float(r[s]), "eval_loss": 0.1, "step": s})]
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 40, "log_history": hist}))
+    assert main(["fit", str(verl), str(tmp_path / "trl_out"), "--n-boot", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    res = json.loads(captured.out)
+    assert [x["format"] for x in res] == ["verl", "trainer_state"]
+    assert [(x["entropy_key"], x["score_key"]) for x in res] == [
+        ("actor/entropy", "val-core/openai/gsm8k/acc/mean@1"), ("entropy", "eval_reward")]
+    for x in res:
+        assert_allclose([x["fit"]["a"], x["fit"]["b"]], [A, B], atol=0.02)
+    assert "score key 'val-core/openai/gsm8k/acc/mean@1' is the verl default" in captured.err
+
+
+def test_fit_missing_default_key_lists_available_keys(tmp_path, capsys):
+    p = tmp_path / "exp.jsonl"
+    p.write_text(json.dumps({"step": 1, "data": {"actor/entropy": 1.0, "val-aux/x/acc/mean@1": 0.2}}) + "\n")
+    assert main(["fit", str(p), "--n-boot", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "default score key" in err and "'val-aux/x/acc/mean@1'" in err

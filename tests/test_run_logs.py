@@ -247,3 +247,109 @@ def test_alignment_picks_latest_entropy_at_or_before_each_score(h_steps, r_steps
 def test_alignment_length_mismatch():
     with pytest.raises(ValueError, match="same length"):
         align_to_preceding([0, 1], [1.0], [0], [0.1])
+
+
+# ----------------------------------------------------------------------------- verl and TRL logs
+
+VERL_ACC = "val-core/openai/gsm8k/acc/mean@1"
+
+
+def write_verl(path, entropy, score, *, sk=VERL_ACC, extra=None):
+    """verl's file logger: one {"step": s, "data": {...}} line per step (trainer.logger=[file])."""
+    lines = []
+    for s in sorted(set(entropy) | set(score)):
+        data = {"actor/pg_loss": 0.1, "timing_s/step": 3.0, **(extra or {})}
+        if s in entropy:
+            data["actor/entropy"] = entropy[s]
+        if s in score:
+            data[sk] = score[s]
+            data["val-aux/openai/gsm8k/reward/mean@1"] = 0.0
+        lines.append(json.dumps({"step": s, "data": data}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_trainer_state(path, entropy, score, *, sk="eval_reward"):
+    """transformers Trainer state: train logs (TRL GRPO logs "entropy") and eval logs ("eval_" prefix)."""
+    hist = [{"loss": 0.1, "entropy": v, "reward": 0.3, "learning_rate": 1e-6, "step": s, "epoch": s / 20}
+            for s, v in entropy.items()]
+    hist += [{sk: v, "eval_entropy": 0.7, "eval_loss": 0.2, "step": s, "epoch": s / 20}
+             for s, v in score.items()]
+    hist.sort(key=lambda r: r["step"])
+    path.write_text(json.dumps({"global_step": max(entropy), "log_history": hist, "best_metric": None}))
+    return path
+
+
+def test_verl_file_logger_auto_detected_with_default_keys(tmp_path):
+    p = write_verl(tmp_path / "exp.jsonl", ENTROPY, SCORE_OFF)
+    assert detect_format(p) == ("verl", p) and detect_format(tmp_path) == ("verl", p)
+    s = read_run_log(p)
+    assert (s.format, s.entropy_key, s.score_key) == ("verl", "actor/entropy", VERL_ACC)
+    check_off_steps(s)
+
+
+def test_verl_reward_fallback_and_explicit_keys(tmp_path):
+    p = write_verl(tmp_path / "exp.jsonl", ENTROPY, SCORE_SAME, sk="val-core/math/reward/mean@4")
+    assert read_run_log(p).score_key == "val-core/math/reward/mean@4"
+    check_same_steps(read_run_log(p, score_key="val-core/math/reward/mean@4", fmt="verl"))
+
+
+def test_verl_errors_list_the_available_keys(tmp_path):
+    two = write_verl(tmp_path / "two.jsonl", ENTROPY, SCORE_SAME, extra={"val-core/aime/acc/mean@16": 0.1})
+    with pytest.raises(ValueError, match="several score keys.*aime.*gsm8k"):
+        read_run_log(two)
+    none = write_verl(tmp_path / "none.jsonl", ENTROPY, SCORE_SAME, sk="val-aux/x/acc/mean@1")
+    with pytest.raises(ValueError, match=r"default score key.*available: 'val-aux/"):
+        read_run_log(none)
+    with pytest.raises(ValueError, match=r"entropy key 'actor/ent' not found; available: 'actor/entropy'"):
+        read_run_log(two, entropy_key="actor/ent", score_key=VERL_ACC)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"step": 1, "data": {"actor/entropy": 1.0}}\n{"step": 2, "metrics": {}}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2: not a verl file-logger line"):
+        read_run_log(bad)
+
+
+def test_trainer_state_file_checkpoint_and_output_directory(tmp_path):
+    out = tmp_path / "trl_out"
+    for step in (8, 20):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        write_trainer_state(out / f"checkpoint-{step}" / "trainer_state.json",
+                            {k: v for k, v in ENTROPY.items() if k <= step},
+                            {k: v for k, v in SCORE_OFF.items() if k <= step})
+    latest = out / "checkpoint-20" / "trainer_state.json"
+    assert detect_format(out) == ("trainer_state", latest)
+    early = out / "checkpoint-8"
+    assert detect_format(early) == ("trainer_state", early / "trainer_state.json")
+    for where in (out, latest.parent, latest):
+        s = read_run_log(where)
+        assert (s.format, s.entropy_key, s.score_key) == ("trainer_state", "entropy", "eval_reward")
+        check_off_steps(s)
+    assert read_run_log(out / "checkpoint-8").step.tolist() == [2, 6]
+
+
+def test_trainer_state_default_score_patterns_and_errors(tmp_path):
+    acc = write_trainer_state(tmp_path / "a.json", ENTROPY, SCORE_SAME, sk="eval_accuracy")
+    assert read_run_log(acc).score_key == "eval_accuracy"
+    rw = write_trainer_state(tmp_path / "r.json", ENTROPY, SCORE_SAME, sk="eval_rewards/correct/mean")
+    check_same_steps(read_run_log(rw))
+    nothing = write_trainer_state(tmp_path / "n.json", ENTROPY, SCORE_SAME, sk="val_thing")
+    with pytest.raises(ValueError, match=r"default score key.*available: .*'eval_entropy'"):
+        read_run_log(nothing)
+    with pytest.raises(ValueError, match="score key 'eval_acc' not found"):
+        read_run_log(acc, score_key="eval_acc")
+    (tmp_path / "x.json").write_text('{"global_step": 3}')
+    with pytest.raises(ValueError, match="no 'log_history' list"):
+        read_run_log(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read .* as JSON"):
+        read_run_log(tmp_path / "y.json", fmt="trainer_state")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no trainer_state.json"):
+        read_run_log(tmp_path / "empty", fmt="trainer_state")
+
+
+def test_plain_jsonl_is_still_jsonl_and_defaults_unchanged(tmp_path):
+    p = write_jsonl(tmp_path / "m.jsonl", ENTROPY, SCORE_SAME)
+    assert detect_format(p) == ("jsonl", p)
+    s = read_run_log(p)
+    assert (s.entropy_key, s.score_key) == ("entropy/train", "val/acc")

@@ -2,52 +2,56 @@
 
 Every function takes ``logits`` with any leading batch dims and the actions on the last axis;
 ``-inf`` logits are masked actions. ``theory`` imports nothing else from this package.
+
+The names below are exported lazily (PEP 562): ``import theory`` costs nothing, and ``theory.X`` or
+``from theory import X`` imports the submodule defining ``X`` (and torch) on first use, so configs and
+``entropy-mech <command> --help`` never import torch. The torch-free vocabularies live in
+:mod:`theory.names`.
 """
 
-from .advantages import ADVANTAGE_ESTIMATORS, group_advantages, zero_variance_groups
-from .aggregation import AGG_MODES, AggMode, aggregate, global_counts, masked_mean, masked_sum
-from .covariance import covariance_decomposition, token_covariance
-from .entropy_dynamics import (
-    entropy_change,
-    entropy_gradient,
-    entropy_step_report,
-    first_order_entropy_change,
-    first_order_error_bound,
-    log_prob_change_norm_sq,
-    second_order_entropy_change,
-)
-from .kl import categorical_kl
-from .law import LawFit, fit_entropy_law, law_predict
-from .law_extrapolation import compare_forms, fit_size_scaling, predict_from_early
-from .objectives import (
-    KNOWN_OBJECTIVES,
-    METRIC_DESCRIPTIONS,
-    OBJECTIVES,
-    CovStats,
-    ObjectiveName,
-    ObjectiveSpec,
-    clip_cov,
-    clip_higher,
-    compute_cov_stats,
-    get_objective,
-    kl_cov,
-    objective_spec,
-    ppo_clip,
-    register_objective,
-    validate_objective_params,
-    vanilla_pg,
-)
-from .regularizers import entropy_bonus, reference_kl
-from .softmax import entropy, log_policy, policy_covariance
-from .updates import (
-    entropy_regularized_npg_logit_step,
-    expected_sampled_entropy_change,
-    npg_logit_step,
-    pg_logit_step,
-    predicted_entropy_change,
-    sample_entropy_contribution,
-    sampled_logit_step,
-)
+from __future__ import annotations
+
+import importlib
+
+#: exported name -> submodule defining it
+_SOURCES: dict[str, str] = {
+    **dict.fromkeys(("ADVANTAGE_ESTIMATORS", "AGG_MODES", "AggMode", "KNOWN_OBJECTIVES", "ObjectiveName"),
+                    "names"),
+    **dict.fromkeys(("group_advantages", "zero_variance_groups"), "advantages"),
+    **dict.fromkeys(("aggregate", "global_counts", "masked_mean", "masked_sum"), "aggregation"),
+    **dict.fromkeys(("covariance_decomposition", "token_covariance"), "covariance"),
+    **dict.fromkeys(("entropy_change", "entropy_gradient", "entropy_step_report",
+                     "first_order_entropy_change", "first_order_error_bound", "log_prob_change_norm_sq",
+                     "second_order_entropy_change"), "entropy_dynamics"),
+    "categorical_kl": "kl",
+    **dict.fromkeys(("LawFit", "fit_entropy_law", "law_predict"), "law"),
+    **dict.fromkeys(("compare_forms", "fit_size_scaling", "predict_from_early"), "law_extrapolation"),
+    **dict.fromkeys(("METRIC_DESCRIPTIONS", "OBJECTIVES", "CovStats", "ObjectiveSpec", "clip_cov",
+                     "clip_higher", "compute_cov_stats", "get_objective", "kl_cov", "objective_spec",
+                     "ppo_clip", "register_objective", "validate_objective_params", "vanilla_pg"),
+                    "objectives"),
+    **dict.fromkeys(("entropy_bonus", "reference_kl"), "regularizers"),
+    **dict.fromkeys(("entropy", "log_policy", "policy_covariance"), "softmax"),
+    **dict.fromkeys(("entropy_regularized_npg_logit_step", "expected_sampled_entropy_change",
+                     "npg_logit_step", "pg_logit_step", "predicted_entropy_change",
+                     "sample_entropy_contribution", "sampled_logit_step"), "updates"),
+}
+
+
+def __getattr__(name: str):
+    """PEP 562: import the submodule that defines an exported ``name`` on first access (then cached)."""
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'theory' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{source}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's own names plus every lazily exported one."""
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "LawFit",

@@ -18,9 +18,7 @@ import operator
 import torch
 
 from ._checks import check_scalar
-
-#: advantage estimator names (the ``estimator`` argument of :func:`group_advantages`)
-ADVANTAGE_ESTIMATORS: tuple[str, ...] = ("grpo", "drgrpo")
+from .names import ADVANTAGE_ESTIMATORS  # the names of group_advantages' ``estimator``
 
 
 def _groups(rewards, group_size) -> torch.Tensor:

@@ -35,23 +35,10 @@ sequence. Nothing here synchronises with the host, so it runs on GPU unchanged.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 
 from ._checks import check_float_tensor, check_mask, check_same_shape, check_scalar, compute_dtype
-
-
-class AggMode(str, Enum):
-    """Known aggregation modes (the string values are verl's ``loss_agg_mode`` names)."""
-
-    TOKEN_MEAN = "token-mean"
-    SEQ_MEAN_TOKEN_MEAN = "seq-mean-token-mean"
-    SEQ_MEAN_TOKEN_SUM = "seq-mean-token-sum"
-    SEQ_MEAN_TOKEN_SUM_NORM = "seq-mean-token-sum-norm"
-
-
-AGG_MODES: tuple[str, ...] = tuple(m.value for m in AggMode)
+from .names import AGG_MODES, AggMode  # the mode names (verl's loss_agg_mode)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -35,13 +35,14 @@ import torch
 from ._checks import Hyperparameter
 from .cov_selection import (CovStats, Selection, centred_products, clip_cov_selection, kl_cov_selection,
                             prepare_tokens, scope_moments, scope_stats)
+# the names of the built-in objectives and of the reference-KL estimators (theory.regularizers) live in
+# theory.names (torch-free, for configs and --help)
+from .names import KL_ESTIMATORS, KNOWN_OBJECTIVES, ObjectiveName
 
 #: |log ρ| is clamped to this before ``exp`` (verl ``vanilla``); also used by the k3 estimators.
 LOG_RATIO_CLAMP = 20.0
 #: token fractions above this raise unless ``allow_large_ratio=True`` (percent-vs-fraction guard).
 MAX_UNGUARDED_RATIO = 0.05
-#: the per-token estimators of KL(π_θ ‖ π_ref) that :func:`theory.regularizers.reference_kl` knows.
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 
 # Metric names: every key an objective or additive term can emit (fractions are over the call's tokens).
 METRIC_NUM_TOKENS = "objective/num_tokens"
@@ -85,19 +86,6 @@ _CLIP = (METRIC_CLIP_FRAC_LOW, METRIC_CLIP_FRAC_HIGH, METRIC_CLIP_FRAC)
 _SELECTION = (METRIC_SELECTED_COUNT, METRIC_SELECTED_FRAC, METRIC_COV_SELECTED_MEAN)
 
 # -- registry and the one validation of hyperparameters ----------------------------------------------
-
-
-class ObjectiveName(str, Enum):
-    """Built-in objectives (string values are the registry names)."""
-
-    VANILLA_PG = "vanilla_pg"
-    PPO_CLIP = "ppo_clip"
-    CLIP_HIGHER = "clip_higher"
-    CLIP_COV = "clip_cov"
-    KL_COV = "kl_cov"
-
-
-KNOWN_OBJECTIVES: tuple[str, ...] = tuple(n.value for n in ObjectiveName)
 
 
 #: the common signature above: fn(log_prob, old_log_prob, advantages, mask, *, **hyperparameters,

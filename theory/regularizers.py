@@ -18,8 +18,8 @@ import torch
 
 from ._checks import check_same_shape, check_scalar, compute_dtype
 from .aggregation import _check_token_mask, _check_token_tensor
+from .names import KL_ESTIMATORS
 from .objectives import (
-    KL_ESTIMATORS,
     LOG_RATIO_CLAMP,
     METRIC_ENTROPY,
     METRIC_REF_KL_K1,

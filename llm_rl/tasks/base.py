@@ -7,6 +7,11 @@ a response with a verifier that returns 0.0 or 1.0 and never raises.
 Splits (:func:`make_splits`): the validation set is drawn first from ``Random(f"{seed}/val")``; the
 training set from ``Random(f"{seed}/train")`` skipping every prompt already in validation, so the two
 never overlap and depend only on (task config, seed, sizes).
+
+Chat prompts (:class:`ChatPrompt`): a prompt given as chat messages is a ``str`` (its contents joined with
+newlines, the text used for de-duplication, warnings and tokenizers without a chat template) that also
+keeps the messages; :func:`chat_template_text` renders it with the tokenizer's chat template at encoding
+time (:func:`llm_rl.rollout.encode_prompts`), as TRL and verl build prompts.
 """
 
 from __future__ import annotations
@@ -15,6 +20,59 @@ import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class ChatPrompt(str):
+    """A prompt given as chat messages ``[{"role", "content"}, ...]``.
+
+    As a ``str`` it is ``"\\n".join(m["content"] for m in messages)`` (so it compares, hashes and prints
+    like the plain newline-joined prompt); :attr:`messages` keeps the messages for the chat template.
+
+    Raises:
+      ValueError: ``messages`` is not a non-empty list of dicts with a string ``content`` (and, where
+        given, a string ``role``).
+    """
+
+    def __new__(cls, messages):
+        if (not isinstance(messages, (list, tuple)) or not messages
+                or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)):
+            raise ValueError("chat messages must be a non-empty list of dicts with a string 'content'")
+        if not all(isinstance(m.get("role", ""), str) for m in messages):
+            raise ValueError("chat messages need a string 'role'")
+        msgs = tuple(dict(m) for m in messages)
+        obj = super().__new__(cls, "\n".join(m["content"] for m in msgs))
+        obj._messages = msgs
+        return obj
+
+    @property
+    def messages(self) -> list[dict]:
+        """A copy of the messages (list of dicts)."""
+        return [dict(m) for m in self._messages]
+
+    def __reduce__(self):
+        return ChatPrompt, (self.messages,)
+
+
+def chat_template_text(tokenizer, prompt: str) -> str | None:
+    """The prompt rendered by the tokenizer's chat template, or None when there is nothing to render.
+
+    ``tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)`` when
+    ``prompt`` is a :class:`ChatPrompt` and ``tokenizer.chat_template`` is set; None for a plain string or
+    a tokenizer without a chat template (the caller then uses the newline-joined text).
+
+    Raises:
+      ValueError: the template fails on these messages (e.g. a role it does not accept), naming the prompt.
+    """
+    if not isinstance(prompt, ChatPrompt) or not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        text = tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+    except Exception as err:  # jinja2 TemplateError, KeyError, ...: name the prompt
+        raise ValueError(f"the tokenizer's chat template failed on prompt {str(prompt)[:60]!r} "
+                         f"({type(err).__name__}: {err})") from err
+    if not isinstance(text, str):
+        raise ValueError(f"apply_chat_template returned {type(text).__name__}, expected str")
+    return text
 
 
 @dataclass(frozen=True)

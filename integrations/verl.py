@@ -1,0 +1,363 @@
+"""verl plugin: the package's Clip-Cov and KL-Cov (:mod:`theory.objectives`) as verl policy losses.
+
+Load it in every verl process with ``VERL_USE_EXTERNAL_MODULES=integrations.verl`` (verl imports the listed
+modules when ``verl`` is imported, in the driver and in each Ray worker) and select a loss with
+``actor_rollout_ref.actor.policy_loss.loss_mode=em_kl_cov`` (or ``em_clip_cov``). Registered names:
+
+    em_clip_cov   :func:`theory.objectives.clip_cov`, PPO clip from ``clip_ratio{,_low,_high}``,
+                  ``clip_cov_ratio`` / ``clip_cov_lb`` / ``clip_cov_ub`` from ``policy_loss``
+    em_kl_cov     :func:`theory.objectives.kl_cov`, ``kl_cov_ratio`` and ``ppo_kl_coef`` from ``policy_loss``
+
+Both follow verl's policy-loss contract (keyword call ``fn(old_log_prob=, log_prob=, advantages=,
+response_mask=, loss_agg_mode=, config=, rollout_is_weights=)`` with ``[B, T]`` tensors, returning
+``(scalar loss, metrics)``), aggregate with verl's own ``agg_loss(..., **config.global_batch_info)`` and
+multiply the loss matrix by ``rollout_is_weights`` when given, as verl's ``clip_cov``/``kl_cov`` do.
+The token fractions are checked by :func:`theory.objectives.validate_objective_params` (a value > 0.05
+is taken for a percent and rejected unless ``ENTROPY_MECH_VERL_ALLOW_LARGE_RATIO=1``).
+
+What differs from verl's own ``clip_cov``/``kl_cov`` (docs/ecosystem.md §1.6–§1.7):
+
+- **Selection scope**: the Eq. 10 means, N, the quota k = max(1, ⌊r·N⌋) and the chosen tokens span every
+  data-parallel rank of the call (``torch.distributed`` initialised: sums all-reduced, the top-k found by a
+  distributed radix select; ties broken by (rank, row, position)), so R ranks select exactly what one
+  process selects on their concatenated micro-batches. The group is the one given to :func:`configure`,
+  else the data-parallel part of verl's Ulysses mesh ``(dp, sp)`` when sequence parallelism is on, else
+  the default group. Every rank must call the loss equally often (verl's engine keeps the micro-batch count
+  equal across data-parallel ranks). With Megatron, pass its data-parallel group to :func:`configure`.
+- **Seeded**: Clip-Cov's random subset is the top-k of uniform keys from a counter-based generator keyed by
+  (seed, call number, global row, position), the same for a token however the batch is split across ranks
+  (seed: :func:`configure` or ``ENTROPY_MECH_VERL_SEED``, default 0). verl's draws ``torch.randperm`` from
+  the global RNG.
+- **No host synchronisation**: quota, selection and metrics stay on the device (metrics are 0-dim detached
+  tensors; verl's ``Metric`` converts them). verl's versions call ``.item()`` and run KL-Cov's top-k on CPU.
+- log ρ is clamped to ±20 before ``exp`` (:data:`theory.objectives.LOG_RATIO_CLAMP`), as verl's ``vanilla``.
+
+Metrics: verl's keys with verl's meanings (``actor/pg_clipfrac`` = Clip-Cov's zeroed fraction,
+``actor/ppo_kl``: Clip-Cov mean(log π_old − log π), KL-Cov mean |log ρ|) plus the objective's metrics as
+``actor/em_<name>`` (e.g. ``actor/em_selected_count``, this call's tokens) and
+``actor/em_selected_count_global`` (the whole group's).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+try:
+    from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
+except ImportError as err:  # pragma: no cover - exercised only without verl
+    raise ImportError("integrations.verl needs verl: pip install verl (CPU tests: `make install` installs it "
+                      "with --no-deps and the few packages its core_algos imports)") from err
+
+from theory.cov_selection import CovStats, centred_products, prepare_tokens, token_quota, top_k_mask
+from theory.objectives import clip_cov, kl_cov, validate_objective_params
+
+CLIP_COV_NAME = "em_clip_cov"
+KL_COV_NAME = "em_kl_cov"
+SEED_ENV = "ENTROPY_MECH_VERL_SEED"
+ALLOW_LARGE_RATIO_ENV = "ENTROPY_MECH_VERL_ALLOW_LARGE_RATIO"
+#: the values verl's own clip_cov/kl_cov use when a field is None or absent (the config defaults are the same
+#: but ppo_kl_coef, whose config default is 0.1)
+VERL_DEFAULTS = {"clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0, "kl_cov_ratio": 0.0002,
+                 "ppo_kl_coef": 1.0, "clip_ratio": 0.2}
+
+
+@dataclass
+class _State:
+    group: object = None        # explicit selection group (None: automatic)
+    seed: int | None = None     # None: ENTROPY_MECH_VERL_SEED or 0
+    calls: int = 0              # loss calls of this process (the counter of Clip-Cov's keys)
+
+
+_STATE = _State()
+_DP_GROUPS: dict = {}
+
+
+def configure(*, group=None, seed: int | None = None) -> None:
+    """Set the selection group (a ``torch.distributed`` process group; None: automatic, see the module
+    docstring) and Clip-Cov's seed, and reset the call counter. Call it on every rank."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    _STATE.group, _STATE.seed, _STATE.calls = group, seed, 0
+
+
+def _seed() -> int:
+    if _STATE.seed is not None:
+        return _STATE.seed
+    raw = os.environ.get(SEED_ENV, "0")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{SEED_ENV}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ValueError(f"{SEED_ENV}={value} must be >= 0")
+    return value
+
+
+def selection_group():
+    """The process group selection spans, or None on one process (torch.distributed not initialised or a
+    group of one rank)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    group = _STATE.group
+    if group is None:
+        from verl.utils.ulysses import get_ulysses_sequence_parallel_world_size
+
+        sp, world = get_ulysses_sequence_parallel_world_size(), dist.get_world_size()
+        if sp > 1:  # verl's mesh (dp, sp): rank = i·sp + j; ranks of one sp group hold the same data
+            if sp not in _DP_GROUPS:   # new_group is collective: every rank creates every group, in order
+                groups = [dist.new_group([i * sp + j for i in range(world // sp)]) for j in range(sp)]
+                _DP_GROUPS[sp] = groups[dist.get_rank() % sp]
+            group = _DP_GROUPS[sp]
+        else:
+            group = dist.group.WORLD
+    return None if dist.get_world_size(group) == 1 else group
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _field(obj, name: str):
+    if obj is None:
+        return None
+    if hasattr(obj, "get"):
+        return obj.get(name, None)
+    return getattr(obj, name, None)
+
+
+def _value(obj, name: str):
+    v = _field(obj, name)
+    return VERL_DEFAULTS[name] if v is None else v
+
+
+def hyperparameters(objective: str, config) -> dict:
+    """The package objective's hyperparameters from verl's actor config (``ActorConfig``, a DictConfig or
+    a dict), checked by :func:`theory.objectives.validate_objective_params`:
+
+        clip_cov: clip_ratio = policy_loss.clip_cov_ratio, cov_lb/cov_ub = policy_loss.clip_cov_lb/ub,
+                  eps_low/eps_high = clip_ratio_low/high (each defaulting to clip_ratio)
+        kl_cov:   kl_ratio = policy_loss.kl_cov_ratio, kl_coef = policy_loss.ppo_kl_coef
+
+    ValueError: no config, an unknown objective, or a value out of range (a token fraction > 0.05 reads as
+    a percent unless ``ENTROPY_MECH_VERL_ALLOW_LARGE_RATIO=1``)."""
+    if config is None:
+        raise ValueError("verl passed no actor config to the policy loss (config=None)")
+    pl = _field(config, "policy_loss")
+    allow = os.environ.get(ALLOW_LARGE_RATIO_ENV, "0") not in ("", "0", "false", "False")
+    if objective == "clip_cov":
+        eps = _value(config, "clip_ratio")
+        low, high = _field(config, "clip_ratio_low"), _field(config, "clip_ratio_high")
+        params = dict(clip_ratio=_value(pl, "clip_cov_ratio"), cov_lb=_value(pl, "clip_cov_lb"),
+                      cov_ub=_value(pl, "clip_cov_ub"), eps_low=eps if low is None else low,
+                      eps_high=eps if high is None else high)
+    elif objective == "kl_cov":
+        params = dict(kl_ratio=_value(pl, "kl_cov_ratio"), kl_coef=_value(pl, "ppo_kl_coef"))
+    else:
+        raise ValueError(f"unknown objective {objective!r}; the plugin provides clip_cov and kl_cov")
+    params = {k: float(v) for k, v in params.items()}
+    try:
+        return validate_objective_params(objective, {**params, "allow_large_ratio": allow})
+    except ValueError as err:
+        raise ValueError(f"verl config for {objective}: {err} (verl fields: clip_cov_ratio, clip_cov_lb, "
+                         "clip_cov_ub, kl_cov_ratio, ppo_kl_coef, clip_ratio{,_low,_high})") from None
+
+
+# ----------------------------------------------------------------------------- collectives (no host sync)
+
+
+def _all_reduce(t: torch.Tensor, group) -> torch.Tensor:
+    if group is not None:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+    return t
+
+
+def _exclusive_offset(count: torch.Tensor, group) -> torch.Tensor:
+    """Σ of ``count`` (0-dim int64) over the ranks of ``group`` before this one (0 on one process)."""
+    if group is None:
+        return torch.zeros_like(count)
+    parts = [torch.empty_like(count) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, count.contiguous(), group=group)
+    return torch.stack(parts)[: dist.get_rank(group)].sum()
+
+
+def _ordered_bits(keys: torch.Tensor) -> torch.Tensor:
+    """int64 codes whose unsigned order (sign bit flipped) is the float order of ``keys`` (−0.0 = +0.0)."""
+    bits = (keys.to(torch.float64) + 0.0).view(torch.int64)
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFFFFFFFFFF, bits)
+    return bits ^ torch.iinfo(torch.int64).min
+
+
+def global_top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor, group=None) -> torch.Tensor:
+    """Bool mask (``keys``' shape) of the min(k, E) entries with the largest ``keys`` among the E eligible
+    entries of *all* ranks of ``group``, ties broken by (rank, flattened position), i.e. what
+    :func:`theory.cov_selection.top_k_mask` selects on the ranks' tensors concatenated in rank order.
+
+    A radix select on the 64-bit order-preserving codes of the keys: 8 rounds, each one all-reduce of a
+    256-bin histogram of the next byte among the entries still tied with the threshold, then one all-gather
+    of the tie counts. k stays a tensor; nothing waits for the device. ``keys`` must be finite where
+    ``eligible`` (float); ``eligible`` bool; ``k`` 0-dim int64; group None: this process only."""
+    if keys.shape != eligible.shape or eligible.dtype != torch.bool:
+        raise ValueError(f"keys {tuple(keys.shape)} and a bool eligible mask of the same shape are required, "
+                         f"got {tuple(eligible.shape)} {eligible.dtype}")
+    dev = keys.device
+    code = _ordered_bits(keys).reshape(-1)
+    match = eligible.reshape(-1).clone()
+    above = torch.zeros_like(match)
+    need = k.to(dev, torch.int64).reshape(())
+    for r in range(8):
+        d = (code >> (56 - 8 * r)) & 0xFF
+        hist = torch.zeros(257, dtype=torch.int64, device=dev)
+        hist.scatter_add_(0, torch.where(match, d, 256), torch.ones_like(d))
+        hist = _all_reduce(hist[:256].contiguous(), group)
+        if r == 0:
+            need = torch.minimum(need, hist.sum())
+        ge = hist.flip(0).cumsum(0).flip(0)          # ge[j] = #entries still tied with digit >= j
+        j = (ge >= need).sum() - 1                     # the threshold's digit (255 when need = 0)
+        above |= match & (d > j)
+        need = need - (ge - hist).gather(0, j.reshape(1)).squeeze(0)  # gather: a tensor index would sync
+        match &= d == j
+    ordinal = match.cumsum(0) - 1 + _exclusive_offset(match.sum(), group)
+    return (above | (match & (ordinal < need))).reshape(keys.shape)
+
+
+def local_top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """:func:`global_top_k` on one process: on CPU (where reading k costs no device wait) the k-th largest
+    key from ``torch.topk`` and ties by position; elsewhere :func:`theory.cov_selection.top_k_mask` (sort)."""
+    if keys.device.type != "cpu":
+        return top_k_mask(keys, eligible, k)
+    kk = min(int(k), int(eligible.sum()))
+    if kk <= 0:
+        return torch.zeros_like(eligible)
+    flat = torch.where(eligible, keys, torch.full_like(keys, -torch.inf)).reshape(-1)
+    thr = torch.topk(flat, kk, sorted=False).values.min()
+    above, ties = eligible & (keys > thr), eligible & (keys == thr)
+    rank = ties.reshape(-1).cumsum(0).reshape(keys.shape)
+    return above | (ties & (rank <= kk - above.sum()))
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x·c) mod 2³² for int64 x in [0, 2³²) without int64 overflow (c split into 16-bit halves)."""
+    return ((x * (c & 0xFFFF)) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer (xor-shift-multiply, "lowbias32") on int64 values in [0, 2³²)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def uniform_keys(seed: int, counter: int, rows: torch.Tensor, cols: int) -> torch.Tensor:
+    """Counter-based U[0, 1) keys ``[len(rows), cols]`` (float64 multiples of 2⁻³²): a function of (seed,
+    counter, row, column) only, so a token gets the same key whichever rank holds it. ``rows``: int64 global
+    row indices. (Equal keys are possible, p ≈ c²/2³³ among c candidates; ties go to the first position.)"""
+    seed_t = torch.full((), seed & _M32, dtype=torch.int64, device=rows.device)  # a fill, not a copy
+    base = _hash32(_hash32(seed_t) ^ (counter & _M32))
+    row = _hash32(base ^ (rows & _M32))
+    col = _hash32(torch.arange(cols, device=rows.device, dtype=torch.int64) ^ 0x5BD1E995)
+    return _hash32(row[:, None] ^ col).to(torch.float64) * 2.0 ** -32
+
+
+# ----------------------------------------------------------------------------- the losses
+
+
+def _select(objective: str, h: dict, lp, old, adv, m, group, counter: int):
+    """Global means, Eq. 10 scores and the chosen tokens of this call's tokens on every rank of ``group``."""
+    dtype = lp.dtype
+    zero = torch.zeros((), dtype=torch.float64, device=lp.device)
+    sums = torch.stack([torch.where(m, lp.detach().double(), zero).sum(), adv.double().sum(),
+                        m.sum().double()])
+    sums = _all_reduce(sums, group)
+    n = sums[2].to(torch.int64)
+    mean_lp, mean_adv = (sums[:2] / sums[2].clamp_min(1)).to(dtype).unbind()
+    cov = centred_products(lp, adv, m, mean_lp, mean_adv)
+    if objective == "kl_cov":
+        keys, eligible, k = cov, m, token_quota(n, h["kl_ratio"])
+    else:
+        ratio = torch.exp(torch.clamp(lp.detach() - old, -20.0, 20.0))
+        pg1, pg2 = -adv * ratio, -adv * torch.clamp(ratio, 1.0 - h["eps_low"], 1.0 + h["eps_high"])
+        eligible = m & ~(pg2 > pg1) & (cov > h["cov_lb"]) & (cov < h["cov_ub"])
+        row0 = _exclusive_offset(torch.full((), lp.shape[0], dtype=torch.int64, device=lp.device), group)
+        rows = row0 + torch.arange(lp.shape[0], device=lp.device)
+        keys, k = uniform_keys(_seed(), counter, rows, lp.shape[1]), token_quota(n, h["clip_ratio"])
+    selected = local_top_k(keys, eligible, k) if group is None else global_top_k(keys, eligible, k, group)
+    return CovStats(mean_log_prob=mean_lp, mean_advantage=mean_adv, selected=selected), n
+
+
+def _prepare(old_log_prob, log_prob, advantages, response_mask):
+    if not isinstance(log_prob, torch.Tensor) or log_prob.dim() != 2:
+        raise ValueError(f"log_prob must be a [B, T] tensor, got {getattr(log_prob, 'shape', log_prob)!r}")
+    return prepare_tokens(log_prob, old_log_prob, advantages, response_mask)[:4]
+
+
+def select_tokens(objective: str, old_log_prob, log_prob, advantages, response_mask, config) -> torch.Tensor:
+    """The tokens ``[B, T]`` (bool) the next :func:`policy_loss` call of ``objective`` would select with these
+    inputs (collective like it: call it on every rank; it consumes one call number, as a loss call does)."""
+    h = hyperparameters(objective, config)
+    lp, old, adv, m = _prepare(old_log_prob, log_prob, advantages, response_mask)
+    counter = _STATE.calls
+    _STATE.calls += 1
+    with torch.no_grad():
+        return _select(objective, h, lp, old, adv, m, selection_group(), counter)[0].selected
+
+
+def policy_loss(objective: str, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean",
+                config=None, rollout_is_weights=None):
+    """verl policy loss of the package's ``objective`` ("clip_cov" or "kl_cov") on ``[B, T]`` tensors.
+
+        L = agg_loss(ℓ ⊙ w, M, loss_agg_mode, **config.global_batch_info),   ℓ = theory.objectives.<objective>
+        with the selection of the whole group (module docstring), w = rollout_is_weights (1 if None).
+
+    Returns (0-dim loss, {metric: 0-dim detached tensor}). ValueError: bad hyperparameters or tensors."""
+    h = hyperparameters(objective, config)
+    lp, old, adv, m = _prepare(old_log_prob, log_prob, advantages, response_mask)
+    group, counter = selection_group(), _STATE.calls
+    _STATE.calls += 1
+    with torch.no_grad():
+        stats, n_global = _select(objective, h, lp, old, adv, m, group, counter)
+    fn = kl_cov if objective == "kl_cov" else clip_cov
+    loss_mat, met = fn(lp, old, adv, m, **h, stats=stats)
+    if rollout_is_weights is not None:
+        loss_mat = loss_mat * rollout_is_weights
+    info = _field(config, "global_batch_info") or {}
+    loss = agg_loss(loss_mat=loss_mat, loss_mask=m, loss_agg_mode=loss_agg_mode, **info)
+    metrics = {"actor/em_" + key.split("/", 1)[1]: v for key, v in met.items()}
+    d = met["objective/num_tokens"].clamp_min(1).to(lp.dtype)
+    if objective == "kl_cov":
+        metrics["actor/ppo_kl"] = torch.where(m, (lp.detach() - old).abs(), 0.0).sum() / d
+    else:
+        metrics["actor/pg_clipfrac"] = met["objective/selected_frac"]
+        metrics["actor/ppo_kl"] = met["objective/ppo_kl"]
+    metrics["actor/em_selected_count_global"] = _all_reduce(stats.selected.sum(), group)
+    metrics["actor/em_num_tokens_global"] = n_global
+    return loss, metrics
+
+
+@register_policy_loss(CLIP_COV_NAME)
+def compute_policy_loss_em_clip_cov(old_log_prob, log_prob, advantages, response_mask,
+                                    loss_agg_mode: str = "token-mean", config=None, rollout_is_weights=None):
+    """verl policy loss ``em_clip_cov``: :func:`theory.objectives.clip_cov` (see :func:`policy_loss`)."""
+    return policy_loss("clip_cov", old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config,
+                       rollout_is_weights)
+
+
+@register_policy_loss(KL_COV_NAME)
+def compute_policy_loss_em_kl_cov(old_log_prob, log_prob, advantages, response_mask,
+                                  loss_agg_mode: str = "token-mean", config=None, rollout_is_weights=None):
+    """verl policy loss ``em_kl_cov``: :func:`theory.objectives.kl_cov` (see :func:`policy_loss`)."""
+    return policy_loss("kl_cov", old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config,
+                       rollout_is_weights)
+
+
+__all__ = ["ALLOW_LARGE_RATIO_ENV", "CLIP_COV_NAME", "KL_COV_NAME", "SEED_ENV", "VERL_DEFAULTS",
+           "compute_policy_loss_em_clip_cov", "compute_policy_loss_em_kl_cov", "configure", "global_top_k",
+           "hyperparameters", "local_top_k", "policy_loss", "select_tokens", "selection_group",
+           "uniform_keys"]
