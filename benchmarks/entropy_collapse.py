@@ -45,7 +45,7 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     from cli.common import quiet_transformers
     from llm_rl.config import DataConfig, ObjectiveConfig, OptimConfig, TrainConfig
-    from rundir.logs import read_records
+    from rundir.records import read_records
     from llm_rl.trainer import Trainer
 
     quiet_transformers()

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rundir.files import load_npz
-from rundir.logs import read_records
+from rundir.records import read_records
 
 
 @dataclass

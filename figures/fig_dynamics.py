@@ -23,7 +23,7 @@ import numpy as np
 
 from llm_rl.diagnostics import r2_score, summarize_run
 from rundir.diagnostics_files import load_per_state
-from rundir.logs import read_records
+from rundir.records import read_records
 from llm_rl.metrics import TOP_PERCENTS
 
 from .curves import load_curves

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from rundir.diagnostics_files import load_per_state, save_per_state
-from rundir.logs import read_records
+from rundir.records import read_records
 from theory import covariance_decomposition, token_covariance
 from theory.vocab_stats import default_chunk_rows, vocab_stats
 

@@ -288,7 +288,7 @@ class MetricsWriter:
         if not self.path.exists():
             return
         from rundir.files import atomic_write_text
-        from rundir.logs import read_records
+        from rundir.records import read_records
 
         keep = [rec for rec in read_records(self.path) if rec.get(STEP, step) < step]
         atomic_write_text(self.path, "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in keep))

@@ -31,15 +31,14 @@ import json
 import math
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
+from .records import iter_records
+from .series import RunSeries, align_to_preceding, build_series
+
 __all__ = [
-    "iter_records",
-    "read_records",
     "DEFAULT_ENTROPY_KEY",
     "DEFAULT_SCORE_KEY",
     "RunSeries",
@@ -68,92 +67,6 @@ DEFAULT_KEYS: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "verl": ("actor/entropy", (r"val-core/.+/acc/mean@\d+", r"val-core/.+/reward/mean@\d+")),
     "trainer_state": ("entropy", ("eval_accuracy", "eval_reward", r"eval_rewards/[^/]+/mean")),
 }
-
-
-@dataclass(frozen=True)
-class RunSeries:
-    """Aligned series of one log: row i is (step[i], H[i], R[i])."""
-
-    path: str
-    format: str
-    entropy_key: str
-    score_key: str
-    step: np.ndarray
-    """int64 [n], the steps at which the score was logged (ascending)"""
-    H: np.ndarray
-    """float64 [n], entropy paired with each score"""
-    R: np.ndarray
-    """float64 [n], score"""
-    entropy_step: np.ndarray
-    """int64 [n], the step the paired entropy was logged at (≤ step)"""
-    n_shifted: int
-    """rows whose entropy comes from an earlier step than their score"""
-    n_unmatched: int
-    """scores dropped because no entropy was logged at or before their step"""
-    aligned: bool
-    """True when entropy and score were not logged at the same steps (n_shifted + n_unmatched > 0)"""
-
-    def alignment_note(self) -> str | None:
-        """One sentence describing the alignment, or None if every pair shares its step."""
-        if not self.aligned:
-            return None
-        parts = []
-        if self.n_shifted:
-            parts.append(f"{self.n_shifted} of {self.step.size} scores paired with the entropy of the "
-                         "nearest preceding step")
-        if self.n_unmatched:
-            parts.append(f"{self.n_unmatched} scores before the first entropy value dropped")
-        return f"{self.path}: '{self.score_key}' and '{self.entropy_key}' are logged at different steps; " \
-               + "; ".join(parts)
-
-
-# ----------------------------------------------------------------------------- alignment
-
-def _dedupe(steps: list[int], values: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Sort by step, keeping the value read last for a repeated step."""
-    last: dict[int, float] = {}
-    for s, v in zip(steps, values):
-        last[s] = v
-    st = np.array(sorted(last), dtype=np.int64)
-    return st, np.array([last[s] for s in st.tolist()], dtype=np.float64)
-
-
-def align_to_preceding(entropy_steps, entropy, score_steps, score):
-    """Pairs each score with the entropy at the nearest step s_H ≤ s_R.
-
-    For score step s: H(s) = entropy[j*], j* = argmax{ entropy_steps[j] : entropy_steps[j] ≤ s }.
-    Both series are first sorted by step, a repeated step keeping its last value.
-
-    Args:
-      entropy_steps, entropy: entropy log, shapes [m] (integer steps) and [m].
-      score_steps, score: score log, shapes [k] and [k].
-    Returns:
-      (step [n], H [n], R [n], entropy_step [n], n_unmatched) with n = k − n_unmatched; scores before
-      the first entropy step are dropped and counted in n_unmatched.
-    Raises:
-      ValueError: mismatched lengths.
-    """
-    es, ev, ss, sv = (list(x) for x in (entropy_steps, entropy, score_steps, score))
-    if len(es) != len(ev) or len(ss) != len(sv):
-        raise ValueError("each step list must have the same length as its value list")
-    es_a, ev_a = _dedupe([int(s) for s in es], ev)
-    ss_a, sv_a = _dedupe([int(s) for s in ss], sv)
-    j = np.searchsorted(es_a, ss_a, side="right") - 1  # index of the last entropy step ≤ score step
-    ok = j >= 0
-    j = j[ok]
-    return ss_a[ok], ev_a[j], sv_a[ok], es_a[j], int((~ok).sum())
-
-
-def _series(path, fmt, ek, sk, e_steps, e_vals, s_steps, s_vals) -> RunSeries:
-    if not e_steps:
-        raise ValueError(f"{path}: no values of entropy key '{ek}'")
-    if not s_steps:
-        raise ValueError(f"{path}: no values of score key '{sk}'")
-    step, H, R, hstep, n_un = align_to_preceding(e_steps, e_vals, s_steps, s_vals)
-    if step.size == 0:
-        raise ValueError(f"{path}: every '{sk}' value precedes the first '{ek}' value; nothing to pair")
-    n_shift = int((hstep != step).sum())
-    return RunSeries(str(path), fmt, ek, sk, step, H, R, hstep, n_shift, n_un, n_shift + n_un > 0)
 
 
 def _missing_key(path, kind: str, key: str, available) -> ValueError:
@@ -204,41 +117,6 @@ def _to_step(v, where: str) -> int:
 
 # ----------------------------------------------------------------------------- readers
 
-def iter_records(path) -> Iterator[tuple[str, dict]]:
-    """Yields ``("FILE:LINE", record)`` for every JSON object of a JSONL file (``metrics.jsonl`` and any
-    other one-object-per-line log), skipping blank lines.
-
-    A final line that does not parse (a run killed mid-write) is skipped with a warning; any other
-    malformed line, or a line that is not a JSON object, raises ``ValueError`` naming file and line.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise ValueError(f"cannot read {path}: {err.strerror or err}") from None
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        where = f"{path}:{i + 1}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            if i == last:
-                warnings.warn(f"{where}: ignoring the truncated final line ({err.msg})", stacklevel=3)
-                continue
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-        yield where, rec
-
-
-def read_records(path) -> list[dict]:
-    """All records of a JSONL log (e.g. a run's ``metrics.jsonl``), in file order
-    (see :func:`iter_records`)."""
-    return [rec for _, rec in iter_records(path)]
-
-
 def read_jsonl(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str = DEFAULT_SCORE_KEY,
                step_key: str = "step") -> RunSeries:
     """Reads this package's JSONL run metrics (one JSON object per line with an integer ``step_key``).
@@ -273,7 +151,7 @@ def _read_keyed(path, fmt, records, entropy_key, score_key, step_key="step") -> 
     for key, vals, kind in ((entropy_key, e_st, "entropy key"), (score_key, s_st, "score key")):
         if not vals and key not in seen:
             raise _missing_key(path, kind, key, seen - {step_key})
-    return _series(path, fmt, entropy_key, score_key, e_st, e_v, s_st, s_v)
+    return build_series(path, fmt, entropy_key, score_key, e_st, e_v, s_st, s_v)
 
 
 def read_verl(path, *, entropy_key: str | None = None, score_key: str | None = None) -> RunSeries:
@@ -349,7 +227,7 @@ def read_csv(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY, score_key: str = D
             if s is not None:
                 s_st.append(step)
                 s_v.append(s)
-    return _series(path, "csv", entropy_key, score_key, e_st, e_v, s_st, s_v)
+    return build_series(path, "csv", entropy_key, score_key, e_st, e_v, s_st, s_v)
 
 
 def read_tensorboard(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY,
@@ -379,7 +257,7 @@ def read_tensorboard(path, *, entropy_key: str = DEFAULT_ENTROPY_KEY,
 
     e_st, e_v = events(entropy_key, "entropy tag")
     s_st, s_v = events(score_key, "score tag")
-    return _series(path, "tensorboard", entropy_key, score_key, e_st, e_v, s_st, s_v)
+    return build_series(path, "tensorboard", entropy_key, score_key, e_st, e_v, s_st, s_v)
 
 
 # ----------------------------------------------------------------------------- dispatch

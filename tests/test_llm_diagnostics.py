@@ -93,7 +93,7 @@ from test_llm_trainer import make_config, tiny_model as tiny_model  # noqa: E402
 from llm_rl.config import OptimConfig  # noqa: E402
 from llm_rl.diagnostics import summarize_run  # noqa: E402
 from rundir.diagnostics_files import load_per_state  # noqa: E402
-from rundir.logs import read_records  # noqa: E402
+from rundir.records import read_records  # noqa: E402
 from llm_rl.trainer import Trainer  # noqa: E402
 
 

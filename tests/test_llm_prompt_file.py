@@ -319,7 +319,7 @@ def tiny_model(tmp_path, monkeypatch):
 
 def test_trainer_runs_on_a_parquet_prompt_file(tiny_model, tmp_path):
     from llm_rl.config import DataConfig, OptimConfig, RolloutConfig, TrainConfig
-    from rundir.logs import read_records
+    from rundir.records import read_records
     from llm_rl.trainer import Trainer
 
     # ROWS[1] joins two messages with "\n", which the char tokenizer encodes as <unk>: runs all the same

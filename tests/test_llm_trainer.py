@@ -13,7 +13,7 @@ import transformers
 
 from llm_rl import tasks as tasks_pkg
 from llm_rl.config import DataConfig, ObjectiveConfig, OptimConfig, RolloutConfig, TrainConfig
-from rundir.logs import read_records
+from rundir.records import read_records
 from llm_rl.metrics import KEYS, known_keys
 from llm_rl.model import build_default_policy, save_policy
 from llm_rl.tasks.base import Problem, Task

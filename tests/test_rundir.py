@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from rundir.finished import has_records, is_finished, mark_finished, read_done
-from rundir.logs import read_records
+from rundir.records import read_records
 from rundir.ownership import RunDirError, RunLock, claim_run_dir, config_changes
 
 HOLD_LOCK = """

@@ -10,7 +10,7 @@ import pytest
 from llm_rl.config import TrainConfig
 from llm_rl.metrics import MetricsWriter
 from llm_rl.tracking import TrackingBackend, flatten_config, open_backends
-from rundir.logs import read_records
+from rundir.records import read_records
 from test_llm_trainer import make_config, tiny_model  # noqa: F401  (tiny_model: a fixture)
 
 
