@@ -40,6 +40,7 @@ Metrics: verl's keys with verl's meanings (``actor/pg_clipfrac`` = Clip-Cov's ze
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -228,11 +229,19 @@ def local_top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> 
     key from ``torch.topk`` and ties by position; elsewhere :func:`theory.cov_selection.top_k_mask` (sort)."""
     if keys.device.type != "cpu":
         return top_k_mask(keys, eligible, k)
-    kk = min(int(k), int(eligible.sum()))
+    count = int(eligible.sum())
+    kk = min(int(k), count)
     if kk <= 0:
         return torch.zeros_like(eligible)
-    flat = torch.where(eligible, keys, torch.full_like(keys, -torch.inf)).reshape(-1)
-    thr = torch.topk(flat, kk, sorted=False).values.min()
+    if kk == count:
+        return eligible.clone()
+    flat = torch.where(eligible, keys, -torch.inf).reshape(-1)
+    top = torch.topk(flat, kk + 1)                     # sorted; the (kk+1)-th is eligible too (kk < count)
+    thr = top.values[kk - 1]
+    if bool(top.values[kk] < thr):                     # no tie at the threshold: the kk largest are the set
+        out = torch.zeros(flat.shape, dtype=torch.bool, device=keys.device)
+        out[top.indices[:kk]] = True
+        return out.reshape(keys.shape)
     above, ties = eligible & (keys > thr), eligible & (keys == thr)
     rank = ties.reshape(-1).cumsum(0).reshape(keys.shape)
     return above | (ties & (rank <= kk - above.sum()))
@@ -241,13 +250,14 @@ def local_top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> 
 _M32 = 0xFFFFFFFF
 
 
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+def _mul32(x, c: int):
     """(x·c) mod 2³² for int64 x in [0, 2³²) without int64 overflow (c split into 16-bit halves)."""
     return ((x * (c & 0xFFFF)) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
 
 
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer mixer (xor-shift-multiply, "lowbias32") on int64 values in [0, 2³²)."""
+def _hash32(x):
+    """A 32-bit integer mixer (xor-shift-multiply, "lowbias32") on int64 values in [0, 2³²) (a tensor or an
+    int)."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x7FEB352D)
     x = x ^ (x >> 15)
@@ -255,15 +265,44 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _row_hashes(seed: int, counter: int, rows: torch.Tensor) -> torch.Tensor:
+    base = _hash32(_hash32(seed & _M32) ^ (counter & _M32))   # Python ints: the same arithmetic
+    return _hash32(base ^ (rows & _M32))
+
+
+@functools.lru_cache(maxsize=16)
+def _col_hashes(cols: int, device: torch.device) -> torch.Tensor:
+    return _hash32(torch.arange(cols, device=device, dtype=torch.int64) ^ 0x5BD1E995)
+
+
 def uniform_keys(seed: int, counter: int, rows: torch.Tensor, cols: int) -> torch.Tensor:
     """Counter-based U[0, 1) keys ``[len(rows), cols]`` (float64 multiples of 2⁻³²): a function of (seed,
     counter, row, column) only, so a token gets the same key whichever rank holds it. ``rows``: int64 global
     row indices. (Equal keys are possible, p ≈ c²/2³³ among c candidates; ties go to the first position.)"""
-    seed_t = torch.full((), seed & _M32, dtype=torch.int64, device=rows.device)  # a fill, not a copy
-    base = _hash32(_hash32(seed_t) ^ (counter & _M32))
-    row = _hash32(base ^ (rows & _M32))
-    col = _hash32(torch.arange(cols, device=rows.device, dtype=torch.int64) ^ 0x5BD1E995)
-    return _hash32(row[:, None] ^ col).to(torch.float64) * 2.0 ** -32
+    bits = _hash32(_row_hashes(seed, counter, rows)[:, None] ^ _col_hashes(cols, rows.device))
+    return bits.to(torch.float64) * 2.0 ** -32
+
+
+def _local_random_top_k(seed: int, counter: int, rows: torch.Tensor, eligible: torch.Tensor,
+                        k: torch.Tensor) -> torch.Tensor:
+    """:func:`local_top_k` of :func:`uniform_keys` on CPU, hashing only the eligible tokens' keys: the k
+    largest 32-bit hashes (the keys are hash·2⁻³², so the same order), ties by position."""
+    out = torch.zeros(eligible.numel(), dtype=torch.bool, device=eligible.device)
+    pos = eligible.reshape(-1).nonzero().squeeze(1)                 # ascending positions
+    kk = min(int(k), pos.numel())
+    if kk == pos.numel():
+        out[pos] = True
+    elif kk > 0:
+        cols = eligible.shape[1]
+        row = pos // cols
+        col = pos - row * cols
+        bits = _hash32(_row_hashes(seed, counter, rows)[row] ^ _col_hashes(cols, eligible.device)[col])
+        top = torch.topk(bits, kk + 1)                              # sorted
+        if bool(top.values[kk] < top.values[kk - 1]):               # no tie at the threshold
+            out[pos[top.indices[:kk]]] = True
+        else:                                                       # a stable sort breaks ties by position
+            out[pos[torch.sort(bits, descending=True, stable=True).indices[:kk]]] = True
+    return out.reshape(eligible.shape)
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -272,9 +311,8 @@ def uniform_keys(seed: int, counter: int, rows: torch.Tensor, cols: int) -> torc
 def _select(objective: str, h: dict, lp, old, adv, m, group, counter: int):
     """Global means, Eq. 10 scores and the chosen tokens of this call's tokens on every rank of ``group``."""
     dtype = lp.dtype
-    zero = torch.zeros((), dtype=torch.float64, device=lp.device)
-    sums = torch.stack([torch.where(m, lp.detach().double(), zero).sum(), adv.double().sum(),
-                        m.sum().double()])
+    # lp and adv are 0 at masked tokens (prepare_tokens), so their sums are the masked sums
+    sums = torch.stack([lp.detach().double().sum(), adv.double().sum(), m.sum().double()])
     sums = _all_reduce(sums, group)
     n = sums[2].to(torch.int64)
     mean_lp, mean_adv = (sums[:2] / sums[2].clamp_min(1)).to(dtype).unbind()
@@ -287,7 +325,11 @@ def _select(objective: str, h: dict, lp, old, adv, m, group, counter: int):
         eligible = m & ~(pg2 > pg1) & (cov > h["cov_lb"]) & (cov < h["cov_ub"])
         row0 = _exclusive_offset(torch.full((), lp.shape[0], dtype=torch.int64, device=lp.device), group)
         rows = row0 + torch.arange(lp.shape[0], device=lp.device)
-        keys, k = uniform_keys(_seed(), counter, rows, lp.shape[1]), token_quota(n, h["clip_ratio"])
+        k = token_quota(n, h["clip_ratio"])
+        if group is None and lp.device.type == "cpu":
+            selected = _local_random_top_k(_seed(), counter, rows, eligible, k)
+            return CovStats(mean_log_prob=mean_lp, mean_advantage=mean_adv, selected=selected), n
+        keys = uniform_keys(_seed(), counter, rows, lp.shape[1])
     selected = local_top_k(keys, eligible, k) if group is None else global_top_k(keys, eligible, k, group)
     return CovStats(mean_log_prob=mean_lp, mean_advantage=mean_adv, selected=selected), n
 
@@ -332,11 +374,13 @@ def policy_loss(objective: str, old_log_prob, log_prob, advantages, response_mas
     metrics = {"actor/em_" + key.split("/", 1)[1]: v for key, v in met.items()}
     d = met["objective/num_tokens"].clamp_min(1).to(lp.dtype)
     if objective == "kl_cov":
-        metrics["actor/ppo_kl"] = torch.where(m, (lp.detach() - old).abs(), 0.0).sum() / d
+        metrics["actor/ppo_kl"] = (lp.detach() - old).abs().sum() / d   # lp = old = 0 at masked tokens
     else:
         metrics["actor/pg_clipfrac"] = met["objective/selected_frac"]
         metrics["actor/ppo_kl"] = met["objective/ppo_kl"]
-    metrics["actor/em_selected_count_global"] = _all_reduce(stats.selected.sum(), group)
+    count = met["objective/selected_count"]   # stats.selected lies inside the mask
+    metrics["actor/em_selected_count_global"] = count.clone() if group is None else _all_reduce(count.clone(),
+                                                                                                 group)
     metrics["actor/em_num_tokens_global"] = n_global
     return loss, metrics
 

@@ -24,6 +24,7 @@ added to the loss matrix before aggregating, i.e. verl's ``agg(L) − α·agg(H)
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
@@ -109,8 +110,28 @@ _RANGES: dict[str, Hyperparameter] = {
 }
 
 
+#: results of :func:`_check_values` for plain bool/int/float values, keyed by the specs' identity and the
+#: (name, type, value, sign) of each value: objectives are called with the same hyperparameters every step
+_CHECKED: dict = {}
+_PLAIN = (bool, int, float)
+
+
 def _check_values(specs: Mapping[str, Hyperparameter], values: dict) -> dict:
-    """Each value against its range, then the joint rules: cov_lb < cov_ub and the percent guard."""
+    """Each value against its range, then the joint rules: cov_lb < cov_ub and the percent guard
+    (validated once per distinct set of plain values; a copy of the cached result is returned)."""
+    key = None
+    if all(type(v) in _PLAIN for v in values.values()):
+        key = (id(specs), tuple((k, type(v), v, math.copysign(1.0, v)) for k, v in values.items()))
+        hit = _CHECKED.get(key)
+        if hit is not None and hit[0] is specs:
+            return dict(hit[1])
+    out = _check_values_uncached(specs, values)
+    if key is not None and len(_CHECKED) < 1024:
+        _CHECKED[key] = (specs, dict(out))
+    return out
+
+
+def _check_values_uncached(specs: Mapping[str, Hyperparameter], values: dict) -> dict:
     out = {k: (specs[k].check(k, v) if k in specs else v) for k, v in values.items()}
     if "cov_lb" in out and "cov_ub" in out and not out["cov_lb"] < out["cov_ub"]:
         raise ValueError(f"cov_lb={out['cov_lb']:g} must be < cov_ub={out['cov_ub']:g}"
