@@ -9,7 +9,7 @@ defining ``X`` on first use, so ``simulators.config`` (and ``entropy-mech simula
 
 from __future__ import annotations
 
-import importlib
+from theory._lazy import lazy_exports
 
 #: exported name -> submodule defining it
 _SOURCES: dict[str, str] = {
@@ -24,19 +24,7 @@ _SOURCES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str):
-    """PEP 562: import the submodule that defines an exported ``name`` on first access (then cached)."""
-    source = _SOURCES.get(name)
-    if source is None:
-        raise AttributeError(f"module 'simulators' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{source}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's own names plus every lazily exported one."""
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)
 
 
 __all__ = [

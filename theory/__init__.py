@@ -11,7 +11,7 @@ The names below are exported lazily (PEP 562): ``import theory`` costs nothing, 
 
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_exports
 
 #: exported name -> submodule defining it
 _SOURCES: dict[str, str] = {
@@ -38,19 +38,7 @@ _SOURCES: dict[str, str] = {
 }
 
 
-def __getattr__(name: str):
-    """PEP 562: import the submodule that defines an exported ``name`` on first access (then cached)."""
-    source = _SOURCES.get(name)
-    if source is None:
-        raise AttributeError(f"module 'theory' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{source}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's own names plus every lazily exported one."""
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)
 
 
 __all__ = [
