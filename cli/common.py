@@ -46,32 +46,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
-def literal_constant(module: str, name: str) -> Any:
-    """The value of ``name = <literal>`` at the top level of ``module``, read from its source without
-    importing it (``--help`` must not pay for a module that imports torch); the module is imported when its
-    source cannot be read or ``name`` is not a literal there. ValueError if ``module`` does not exist."""
-    import ast
-    import importlib
-    import importlib.util
-    from pathlib import Path
-
-    try:
-        spec = importlib.util.find_spec(module)
-    except ModuleNotFoundError:  # a parent package is missing
-        spec = None
-    if spec is None:
-        raise ValueError(f"no module named {module!r}")
-    try:
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-        for node in tree.body:
-            if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
-                return ast.literal_eval(node.value)
-    except (TypeError, OSError, SyntaxError, ValueError):
-        pass
-    return getattr(importlib.import_module(module), name)
-
-
 def quiet_transformers() -> None:
     """Silence transformers' own progress bars and info logs (ours are the tqdm bars)."""
     import transformers

@@ -15,12 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import literal_constant
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech figures``."""
-    FIGURES = literal_constant("figures.draw", "FIGURES")  # importing figures.draw imports torch
+    from figures import FIGURES  # torch-free (figures.draw is not)
+
     parser.add_argument("runs", nargs="+", help="run directories (simulator or LLM)")
     parser.add_argument("--out", required=True, help="directory for the figures")
     parser.add_argument("--only", nargs="+", choices=FIGURES, default=list(FIGURES), help="figures to draw")

@@ -24,9 +24,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``entropy-mech reproduce``."""
-    from .common import literal_constant
-
-    PROFILES = literal_constant("reproduce.plans", "PROFILES")  # without importing the plans (torch)
+    from reproduce.plans import PROFILES  # torch-free
 
     parser.add_argument("--profile", choices=PROFILES, default="quick",
                         help="experiment plan (default quick)")

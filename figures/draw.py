@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
+from . import FIGURES
 from .curves import Curves, kind_of, load_curves, load_many
 from .fig_collapse import plot_collapse
 from .fig_covariance import plot_covariance
@@ -28,7 +29,6 @@ from .fig_sweeps import SWEEPS, plot_sweep
 from .fig_theory import plot_theory
 from .results import FigureResults, Score, Variant
 
-FIGURES = ("collapse", "law", "prediction", "covariance", "dynamics", "methods", "sweeps", "theory")
 GREEDY_SATURATED = 0.9
 """mean greedy validation accuracy at the start of the GRPO runs above which greedy accuracy is saturated
 and the LLM results are scored by T=0.6 sampled accuracy instead (:func:`choose_llm_score`)"""

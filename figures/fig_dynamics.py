@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_rl.diagnostics import r2_score, summarize_run
-from rundir.diagnostics_files import load_per_state
+from rundir.diagnostics_files import has_per_state, load_per_state
 from rundir.records import read_records
 from llm_rl.metrics import TOP_PERCENTS
 
@@ -32,7 +32,7 @@ from .style import new_figure, save_figure, SMALL_LEGEND
 
 def has_diagnostics(run_dir) -> bool:
     """True for an LLM run directory with at least one diagnosed step."""
-    return any((Path(run_dir) / "diagnostics").glob("step_*.npz"))
+    return has_per_state(run_dir)
 
 
 @dataclass(frozen=True)

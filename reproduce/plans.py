@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 
-from theory.objectives import MAX_UNGUARDED_RATIO
+from theory.names import MAX_UNGUARDED_RATIO
 
 from .experiments import MODEL_PLACEHOLDER, Spec
 from .gpu_steps import BenchStep

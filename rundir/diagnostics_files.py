@@ -16,7 +16,7 @@ from .files import atomic_write_bytes
 
 DIAG_DIR = "diagnostics"
 
-__all__ = ["DIAG_DIR", "load_per_state", "per_state_path", "save_per_state"]
+__all__ = ["DIAG_DIR", "has_per_state", "load_per_state", "per_state_path", "save_per_state"]
 
 
 def per_state_path(run_dir, step: int) -> Path:
@@ -37,6 +37,11 @@ def save_per_state(run_dir, step: int, per_state: dict) -> Path:
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: _float32(v) for k, v in per_state.items()})
     return atomic_write_bytes(per_state_path(run_dir, step), buf.getvalue())
+
+
+def has_per_state(run_dir) -> bool:
+    """True when the run has at least one diagnosed step's file."""
+    return any((Path(run_dir) / DIAG_DIR).glob("step_*.npz"))
 
 
 def load_per_state(run_dir) -> dict[int, dict[str, np.ndarray]]:

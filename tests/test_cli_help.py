@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.common import HelpFormatter, literal_constant
+from cli.common import HelpFormatter
 from cli.main import SUBCOMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,17 +152,3 @@ def test_configs_still_validate_with_lazy_imports():
         PretrainConfig(model_sizes={"hidden_size": -3})
     with pytest.raises(ValueError):
         SimConfig(rule="grpo", objective="clip_cov", objective_kwargs={"clip_ratio": 2.0})
-
-
-def test_literal_constant_reads_without_importing():
-    assert heavy_modules_after(
-        "from cli.common import literal_constant\nliteral_constant('figures.draw', 'FIGURES')") == []
-    import figures.draw
-    import reproduce.plans
-
-    assert literal_constant("figures.draw", "FIGURES") == figures.draw.FIGURES
-    assert literal_constant("reproduce.plans", "PROFILES") == reproduce.plans.PROFILES
-    with pytest.raises(ValueError, match="no module named"):
-        literal_constant("not_a_package.draw", "FIGURES")
-    with pytest.raises(AttributeError):  # not assigned there: falls back to importing, which has no such name
-        literal_constant("figures.draw", "NOT_A_CONSTANT")

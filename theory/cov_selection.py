@@ -31,7 +31,6 @@ front door of every objective call too).
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass, replace
 from typing import Callable, NamedTuple
 
@@ -95,12 +94,7 @@ def prepare_tokens(log_prob, old_log_prob, advantages, mask, stats=None):
     Returns (lp, old, adv, m, stats): float32 (float64 if an input is) tensors, lp keeps its graph and
     equals old at masked tokens (so ρ = 1 there and padding garbage cannot leak); old and adv are
     detached and 0 at masked tokens; m is bool; ``stats`` checked by :func:`check_cov_stats`. NaN/inf
-    checks run for CPU tensors only (elsewhere they would need a host sync). Tensors that are, unchanged,
-    what the previous call returned (a caller that prepared them to select tokens, then passes them to an
-    objective) come back as they are: preparing them again would give the same values."""
-    again = _LAST_PREPARED.get(log_prob, old_log_prob, advantages, mask)
-    if again is not None:
-        return (*again, check_cov_stats(stats, log_prob))
+    checks run for CPU tensors only (elsewhere they would need a host sync)."""
     _check_token_tensor(log_prob, "log_prob")
     _check_token_tensor(old_log_prob, "old_log_prob")
     _check_token_tensor(advantages, "advantages")
@@ -114,33 +108,7 @@ def prepare_tokens(log_prob, old_log_prob, advantages, mask, stats=None):
     zero = torch.zeros((), dtype=dtype, device=log_prob.device)
     old = torch.where(m, old_log_prob.detach().to(dtype), zero)
     adv = torch.where(m, advantages.detach().to(dtype), zero)
-    lp = torch.where(m, log_prob.to(dtype), old)
-    _LAST_PREPARED.set(lp, old, adv, m)
-    return lp, old, adv, m, check_cov_stats(stats, log_prob)
-
-
-class _LastPrepared:
-    """Weak references to (and version counters of) the tensors :func:`prepare_tokens` returned last."""
-
-    def __init__(self):
-        self.refs: tuple = ()
-
-    def set(self, *tensors: torch.Tensor) -> None:
-        try:
-            self.refs = tuple((weakref.ref(t), t._version) for t in tensors)
-        except RuntimeError:  # inference tensors have no version counter: remember nothing
-            self.refs = ()
-
-    def get(self, *tensors) -> tuple | None:
-        if len(self.refs) != len(tensors):
-            return None
-        for (ref, version), t in zip(self.refs, tensors):
-            if ref() is not t or t._version != version:
-                return None
-        return tensors
-
-
-_LAST_PREPARED = _LastPrepared()
+    return torch.where(m, log_prob.to(dtype), old), old, adv, m, check_cov_stats(stats, log_prob)
 
 
 class Selection(NamedTuple):

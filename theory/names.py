@@ -4,7 +4,9 @@ option validates against, importable without torch (``entropy-mech <command> --h
 - :data:`ADVANTAGE_ESTIMATORS`: ``grpo`` (r − mean)/(std + eps), ``drgrpo`` r − mean (theory.advantages);
 - :class:`AggMode` / :data:`AGG_MODES`: verl's ``loss_agg_mode`` names (theory.aggregation);
 - :class:`ObjectiveName` / :data:`KNOWN_OBJECTIVES`: the built-in surrogate objectives (theory.objectives);
-- :data:`KL_ESTIMATORS`: the k1, k2, k3 estimators of KL(π_θ ‖ π_ref) (theory.regularizers).
+- :data:`KL_ESTIMATORS`: the k1, k2, k3 estimators of KL(π_θ ‖ π_ref) (theory.regularizers);
+- :data:`MAX_UNGUARDED_RATIO`: the largest token fraction accepted without ``allow_large_ratio`` (the
+  percent-vs-fraction guard of theory.objectives).
 
 The torch-backed modules import these names from here (no second copy); the registry
 ``theory.objectives.OBJECTIVES`` can hold more objectives than :data:`KNOWN_OBJECTIVES` (user-registered).
@@ -13,6 +15,10 @@ The torch-backed modules import these names from here (no second copy); the regi
 from __future__ import annotations
 
 from enum import Enum
+
+#: token fractions (Clip-Cov's r, KL-Cov's k) above this raise unless ``allow_large_ratio=True``: the paper
+#: uses 2e-4 / 2e-3, the official repo's ``k_percent`` is a percent
+MAX_UNGUARDED_RATIO = 0.05
 
 #: advantage estimator names (the ``estimator`` argument of ``theory.advantages.group_advantages``)
 ADVANTAGE_ESTIMATORS: tuple[str, ...] = ("grpo", "drgrpo")

@@ -38,12 +38,10 @@ from .cov_selection import (CovStats, Selection, centred_products, clip_cov_sele
                             prepare_tokens, scope_moments, scope_stats)
 # the names of the built-in objectives and of the reference-KL estimators (theory.regularizers) live in
 # theory.names (torch-free, for configs and --help)
-from .names import KL_ESTIMATORS, KNOWN_OBJECTIVES, ObjectiveName
+from .names import KL_ESTIMATORS, KNOWN_OBJECTIVES, MAX_UNGUARDED_RATIO, ObjectiveName
 
 #: |log ρ| is clamped to this before ``exp`` (verl ``vanilla``); also used by the k3 estimators.
 LOG_RATIO_CLAMP = 20.0
-#: token fractions above this raise unless ``allow_large_ratio=True`` (percent-vs-fraction guard).
-MAX_UNGUARDED_RATIO = 0.05
 
 # Metric names: every key an objective or additive term can emit (fractions are over the call's tokens).
 METRIC_NUM_TOKENS = "objective/num_tokens"
