@@ -1,22 +1,29 @@
 """Speed of the verl plugin's Clip-Cov / KL-Cov loss (forward + backward) against verl's own and PPO-clip.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/objective_speed.py [--rows 16] [--cols 2048] [--repeats 30]
+        [--warmup 3] [--device cpu]
 
 One micro-batch ``[rows, cols]`` of log-probabilities (off-policy: log π − log π_old ~ N(0, 0.1²), GRPO-style
-advantages constant per row, ragged response lengths). For each loss it times ``loss = fn(...)`` plus
-``loss.backward()`` on the same inputs, keeping the median of ``--repeats`` runs after warm-up:
+advantages constant per row, ragged response lengths). It times ``loss = fn(...)`` plus ``loss.backward()``
+on the same inputs for every loss, interleaved (each round runs all five once, in a rotating order, so a
+shared machine's load hits baseline and candidates alike), and keeps each loss's median of ``--repeats``
+rounds after ``--warmup`` rounds, of wall time and of the calling thread's CPU time (``time.thread_time``; on
+CPU the backward runs in that thread too; it does not count time the thread waits while other processes
+hold the cores, so it is the figure to trust on a shared machine):
 
     em_clip_cov / em_kl_cov   integrations.verl (global selection, seeded, no host sync)
     clip_cov / kl_cov         verl's own (per-call selection, .item(), CPU top-k / randperm)
     vanilla                   verl's PPO-clip (the plain baseline)
 
-and prints plugin / verl (target <= 1.0x) and plugin / PPO-clip (target <= 1.1x). Needs verl (``make
+and prints the conditions (sizes, device, threads, repeats, statistic) and plugin / verl (target <= 1.0x) and
+plugin / PPO-clip (target <= 1.1x). Needs verl (``make
 install``). On a GPU pass ``--device cuda``: there verl's versions also pay their host synchronisations.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -37,34 +44,51 @@ def _inputs(rows: int, cols: int, device: str, seed: int = 0):
     return [t.to(device) for t in (old, lp, adv, mask)]
 
 
-def _time(fn, inputs, config, repeats: int, device: str) -> float:
+def _call(fn, inputs, config, device: str) -> tuple[float, float]:
+    """(wall, this thread's CPU) seconds of one ``loss = fn(...)`` plus ``loss.backward()`` on a fresh leaf
+    copy of log π (on CPU autograd runs the backward in the calling thread)."""
     import torch
 
     old, lp, adv, mask = inputs
-    times = []
-    for i in range(repeats + 3):
-        x = lp.clone().requires_grad_(True)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss, _ = fn(old_log_prob=old, log_prob=x, advantages=adv, response_mask=mask,
-                     loss_agg_mode="token-mean", config=config, rollout_is_weights=None)
-        loss.backward()
-        if device != "cpu":
-            torch.cuda.synchronize()
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    x = lp.clone().requires_grad_(True)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    loss, _ = fn(old_log_prob=old, log_prob=x, advantages=adv, response_mask=mask,
+                 loss_agg_mode="token-mean", config=config, rollout_is_weights=None)
+    loss.backward()
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.thread_time() - c0
+
+
+def _time_interleaved(fns: dict, inputs, config, repeats: int, warmup: int, device: str) -> dict:
+    """{loss: (median wall, median thread CPU) seconds}; each round calls every loss once, in an order
+    rotated by one per round, so baseline and candidate see the same machine load (a shared machine drifts
+    between phases)."""
+    names = list(fns)
+    times: dict = {name: [] for name in names}
+    for r in range(warmup + repeats):
+        for i in range(len(names)):
+            name = names[(r + i) % len(names)]
+            sec = _call(fns[name], inputs, config, device)
+            if r >= warmup:
+                times[name].append(sec)
+    return {name: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+            for name, v in times.items()}
 
 
 def main() -> int:
-    """Time the five losses and print the ratios."""
+    """Time the five losses interleaved and print the ratios with their conditions."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--cols", type=int, default=2048)
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    if args.rows < 1 or args.cols < 4 or args.repeats < 1 or args.warmup < 0:
+        ap.error("need --rows >= 1, --cols >= 4, --repeats >= 1, --warmup >= 0")
     import torch
     from omegaconf import OmegaConf
     from verl.trainer.ppo import core_algos
@@ -76,15 +100,21 @@ def main() -> int:
         policy_loss=dict(loss_mode="vanilla", clip_cov_ratio=0.0002, clip_cov_lb=1.0, clip_cov_ub=5.0,
                          kl_cov_ratio=0.002, ppo_kl_coef=1.0)))
     inputs = _inputs(args.rows, args.cols, args.device)
-    print(f"{args.rows} x {args.cols} micro-batch ({int(inputs[3].sum())} tokens), device {args.device}, "
-          f"{torch.get_num_threads()} thread(s), median of {args.repeats}")
-    t = {name: _time(core_algos.get_policy_loss_fn(name), inputs, config, args.repeats, args.device)
-         for name in ("vanilla", "clip_cov", "kl_cov", "em_clip_cov", "em_kl_cov")}
-    for name, sec in t.items():
-        print(f"  {name:<12} {sec * 1e3:8.2f} ms")
+    names = ("vanilla", "clip_cov", "kl_cov", "em_clip_cov", "em_kl_cov")
+    fns = {name: core_algos.get_policy_loss_fn(name) for name in names}
+    print(f"conditions: {args.rows} x {args.cols} micro-batch ({int(inputs[3].sum())} tokens), "
+          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s) "
+          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), forward + backward, "
+          f"median of {args.repeats} interleaved rounds after {args.warmup} warm-up rounds "
+          "(wall and thread CPU)")
+    t = _time_interleaved(fns, inputs, config, args.repeats, args.warmup, args.device)
+    print(f"  {'loss':<12} {'wall':>9} {'CPU':>9}   (medians)")
+    for name, (wall, cpu) in t.items():
+        print(f"  {name:<12} {wall * 1e3:6.3f} ms {cpu * 1e3:6.3f} ms")
     for ours, theirs in (("em_clip_cov", "clip_cov"), ("em_kl_cov", "kl_cov")):
-        print(f"{ours}: {t[ours] / t[theirs]:.2f}x verl's {theirs} (target <= 1.0x), "
-              f"{t[ours] / t['vanilla']:.2f}x PPO-clip (target <= 1.1x)")
+        for i, stat in ((0, "median wall"), (1, "median CPU")):
+            print(f"{ours} ({stat}): {t[ours][i] / t[theirs][i]:.2f}x verl's {theirs} (target <= 1.0x), "
+                  f"{t[ours][i] / t['vanilla'][i]:.2f}x PPO-clip (target <= 1.1x)")
     return 0
 
 

@@ -10,6 +10,7 @@ field           LLM run                                    simulator run (mean o
 step            0..steps-1 (rollout steps)                 0..steps-1
 entropy         ``entropy/train`` (paper Eq. 5, nats)      ``agg_entropy``
 cov             ``cov/batch_mean`` (paper Eq. 10)          ``cov_eq10`` (NaN for exact rules)
+cov_response    ``cov/response_eq8`` (Eqs. 8-9), or None   ``cov_eq8`` (None for exact rules)
 dH              H[t+1] − H[t] of ``entropy/train``         ``agg_dH_obs`` (exact change of step t)
 resp_len        ``rollout/response_len``                   NaN
 val_step/acc    steps with ``val/acc`` (greedy accuracy)   every step, exact expected reward
@@ -51,6 +52,9 @@ class Curves:
     val_acc: np.ndarray
     reward: np.ndarray | None = None
     """training reward per step (NaN where not logged)"""
+    cov_response: np.ndarray | None = None
+    """response-level covariance of paper Eqs. 8-9 per step (LLM: ``cov/response_eq8``; simulator: mean
+    of ``cov_eq8`` over the runs); None when the run does not record it"""
     arrays: dict = field(default_factory=dict, repr=False)
     """simulator runs: the raw ``arrays.npz`` content (empty for LLM runs)"""
     tokens: float = float("nan")
@@ -97,6 +101,12 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+COV_RESPONSE_KEY = "cov/response_eq8"
+"""the LLM metrics key of the response-level covariance of paper Eqs. 8-9 (requested from the trainer:
+``theory.covariance.response_covariance(log π_old of the response tokens, response mask, sequence
+advantage, prompt id, "pg")["batch_mean"]`` on the rollout batch); absent in older runs"""
+
+
 def _llm_meta(cfg: dict) -> dict:
     obj = cfg.get("objective", {})
     meta = {"objective": {"ppo_clip": "grpo"}.get(obj.get("name", "grpo"), obj.get("name", "grpo")),
@@ -120,12 +130,14 @@ def _load_llm(path: Path, cfg: dict, val_key: str = "val/acc") -> Curves:
 
     ent = col(train, "entropy/train")
     val = [r for r in recs if r.get(val_key) is not None]
+    resp = col(train, COV_RESPONSE_KEY)
     tok = col(train, "objective/num_tokens")
     tok = tok[np.isfinite(tok)]
     return Curves(path=path, kind="llm", config=cfg, meta=_llm_meta(cfg),
                   step=col(train, "step"), entropy=ent, cov=col(train, "cov/batch_mean"),
                   dH=np.append(np.diff(ent), np.nan), resp_len=col(train, "rollout/response_len"),
                   val_step=col(val, "step"), val_acc=col(val, val_key), reward=col(train, "reward/raw_mean"),
+                  cov_response=resp if np.isfinite(resp).any() else None,
                   tokens=float(np.median(tok)) if tok.size else float("nan"))
 
 
@@ -135,6 +147,10 @@ def _load_sim(path: Path, cfg: dict) -> Curves:
     with np.errstate(invalid="ignore"):
         cov = (np.nanmean(arrays["cov_eq10"], axis=1) if np.isfinite(arrays["cov_eq10"]).any()
                else np.full(steps.shape, np.nan))
+    resp = None
+    if "cov_eq8" in arrays and np.isfinite(arrays["cov_eq8"]).any():
+        with np.errstate(invalid="ignore"):
+            resp = np.nanmean(arrays["cov_eq8"], axis=1).astype(np.float64)
     meta = {"objective": cfg.get("objective", "ppo_clip") if cfg.get("rule") == "grpo" else cfg.get("rule"),
             "params": dict(cfg.get("objective_kwargs", {})), "seed": cfg.get("seed", 0),
             "world": cfg.get("world"), "rule": cfg.get("rule"), "lr": cfg.get("lr")}
@@ -144,7 +160,7 @@ def _load_sim(path: Path, cfg: dict) -> Curves:
                   entropy=arrays["agg_entropy"].mean(1).astype(np.float64), cov=cov.astype(np.float64),
                   dH=arrays["agg_dH_obs"].mean(1).astype(np.float64), resp_len=np.full(steps.shape, np.nan),
                   val_step=steps, val_acc=arrays["reward"].mean(1).astype(np.float64),
-                  reward=arrays["reward"].mean(1).astype(np.float64), arrays=arrays,
+                  reward=arrays["reward"].mean(1).astype(np.float64), arrays=arrays, cov_response=resp,
                   tokens=float(cfg.get("samples", 0) * cfg.get("horizon", 0)) or float("nan"))
 
 

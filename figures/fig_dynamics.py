@@ -1,16 +1,19 @@
-"""LLM entropy dynamics state by state: observed ΔH against the Lemma-1 and tabular-theory predictions.
+"""LLM entropy dynamics state by state: observed ΔH against each term of its decomposition.
 
 The paper checks Theorems 1-2 on LLMs only as two similar curves (its Fig. 8 left: batch covariance vs
 −ΔH). Runs trained with ``--diagnose-every K`` (:mod:`llm_rl.diagnostics`) measure, for every token state
-of a mini-batch, the exact entropy change of one optimizer step and its predictions. This module reads
-them back:
+of a mini-batch, the exact entropy change of one optimizer step and its decomposition (``dH_lin`` =
+``dH_own`` + ``dH_cross`` + ``dH_hist``: the linearised network change split into the part produced by the
+tokens sampled at that state, by the other tokens of the mini-batch, and by optimizer history) next to
+the theorems' predictions (``dH_thm1``, ``dH_thm2``). This module reads them back:
 
-* per run, :func:`llm_rl.diagnostics.summarize_run` (median R², sign accuracy, relative errors, η_eff);
+* per run, :func:`llm_rl.diagnostics.summarize_run` (its ``decomposition`` dict when the run has one);
 * the paper's Table 1 groups (mean Eq. 10 covariance of the top 0.02 … 100% tokens) at the run's first
   diagnosed update, from the trainer's own batch (``diag/cov_top_*``);
-* a figure: observed vs predicted ΔH per state at the first diagnosed update of the first run — left the
-  Lemma-1 and second-order predictions from the measured logit change, right the tabular prediction
-  with η_eff fitted.
+* a figure of the first diagnosed update of the first run: one panel per term (own, cross, history,
+  linearised, Theorem 1), observed ΔH against it, R² and sign accuracy in the title; and a small
+  Lemma-1 panel, an identity check on the measured logit change (not evidence of the mechanism). Panels
+  whose arrays an older run folder lacks are left out.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_rl.diagnostics import r2_score, summarize_run
+from llm_rl.diagnostics import summarize_run
 from rundir.diagnostics_files import has_per_state, load_per_state
 from rundir.records import read_records
 from llm_rl.metrics import TOP_PERCENTS
 
+from theory.agreement import r2, sign_accuracy
 from .curves import load_curves
-from .style import new_figure, save_figure, SMALL_LEGEND
+from .style import new_figure, save_figure
 
 
 def has_diagnostics(run_dir) -> bool:
@@ -41,11 +45,12 @@ class DynamicsRun:
 
     label: str
     dir: str
-    summary: dict[str, float]
-    """:func:`llm_rl.diagnostics.summarize_run` (medians over diagnosed updates, pooled R², η_eff)"""
+    summary: dict
+    """:func:`llm_rl.diagnostics.summarize_run` (medians over diagnosed updates; ``decomposition`` when
+    the run has one)"""
     first_step: int
     states: dict[str, np.ndarray]
-    """per-state arrays of the first diagnosed update (``dH_obs``, ``dH_first``, …)"""
+    """per-state arrays of the first diagnosed update (``dH_obs``, ``dH_first``, ``dH_own``, …)"""
     table1: list[float]
     """mean Eq. 10 covariance of the top :data:`~llm_rl.metrics.TOP_PERCENTS` tokens at that update"""
     n_states_first: float
@@ -79,34 +84,49 @@ def dynamics_data(run_dirs) -> DynamicsResult:
     return DynamicsResult(runs=tuple(runs))
 
 
-def _scatter(ax, series, obs, title):
-    """Observed vs each predicted series ``[(label, pred)]`` with the y = x line."""
-    lim = float(np.nanmax(np.abs(np.concatenate([obs, *(p for _, p in series)])))) * 1.05 or 1.0
+TERM_PANELS = (("dH_own", "own state's tokens"), ("dH_cross", "other states' tokens (cross)"),
+               ("dH_hist", "optimizer history"), ("dH_lin", "linearised (own + cross + history)"),
+               ("dH_thm1", "Theorem 1"))
+"""per-state array -> panel title, in drawing order"""
+
+
+def _scatter(ax, pred, obs, title, marker="o"):
+    """Observed vs ``pred`` with the y = x line; R² (as is) and sign accuracy in the title."""
+    lim = float(np.nanmax(np.abs(np.concatenate([obs, pred])))) * 1.05 or 1.0
     ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.8, zorder=0)
     ax.axhline(0, color="0.85", lw=0.6, zorder=0)
     ax.axvline(0, color="0.85", lw=0.6, zorder=0)
-    for (label, pred), marker in zip(series, ("o", "x")):
-        ax.plot(pred, obs, marker, ms=3, alpha=0.6, label=label)
-    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="predicted ΔH per state (nats)",
-           ylabel="observed ΔH per state (nats)", title=title)
-    ax.legend(loc="upper left", fontsize=SMALL_LEGEND)
+    ax.plot(pred, obs, marker, ms=3, alpha=0.6)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="term (nats)", ylabel="observed ΔH per state (nats)",
+           title=f"{title}\nR² {r2(obs, pred):.3f}, sign right {100 * sign_accuracy(obs, pred):.0f}%")
+    ax.title.set_fontsize(8)
+
+
+def panels(states: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """The (array, title) panels ``states`` supports: each :data:`TERM_PANELS` entry it holds, then the
+    Lemma-1 identity panel when it holds ``dH_first``."""
+    out = [(k, t) for k, t in TERM_PANELS if k in states]
+    if "dH_first" in states:
+        out.append(("dH_first", "Lemma 1 on the measured Δz (identity check)"))
+    return out
 
 
 def plot_dynamics(run_dirs, out_stem: str | Path, pdf: bool = False) -> DynamicsResult:
-    """Draw observed vs predicted per-state ΔH of the first diagnosed update (see module docstring)."""
+    """Draw observed ΔH against each term of the first diagnosed update (see module docstring)."""
     data = dynamics_data(run_dirs)
     if not data.runs:
         raise ValueError("no run with diagnostics: train with --diagnose-every K")
     r = data.runs[0]
     s = r.states
     obs = s["dH_obs"].astype(float)
-
-    fig, (a, b) = new_figure(2, height=3.8)
-    first, second, tab = (s[k].astype(float) for k in ("dH_first", "dH_second", "dH_tab"))
-    _scatter(a, [(f"Lemma 1, −Cov(log π, Δz): R² {r2_score(obs, first):.3f}", first),
-                 (f"+ second order: R² {r2_score(obs, second):.4f}", second)], obs,
-             "measured logit change Δz")
-    _scatter(b, [(f"−η_eff Σ A (S_a − E S): R² {r2_score(obs, tab):.3f}", tab)], obs,
-             "tabular theory (no function approx.)")
+    todo = panels(s)
+    if not todo:
+        raise ValueError(f"{r.dir}: the diagnosed step holds no prediction of dH_obs")
+    terms = [p for p in todo if p[0] != "dH_first"]
+    fig, axes = new_figure(len(terms) + (len(todo) > len(terms)), height=3.4, width=3.2)
+    for ax, (key, title) in zip(axes, todo):
+        _scatter(ax, s[key].astype(float), obs, title, "x" if key == "dH_first" else "o")
+    if len(todo) > len(terms):  # the identity panel is drawn smaller
+        axes[len(todo) - 1].set_box_aspect(0.6)
     fig.suptitle(f"{r.label}, update at step {r.first_step}: {len(obs)} token states", fontsize=9)
     return replace(data, files=tuple(save_figure(fig, out_stem, pdf)))

@@ -31,6 +31,9 @@ What differs from verl's own ``clip_cov``/``kl_cov`` (docs/ecosystem.md §1.6–
 - **No host synchronisation**: quota, selection and metrics stay on the device (metrics are 0-dim detached
   tensors; verl's ``Metric`` converts them). verl's versions call ``.item()`` and run KL-Cov's top-k on CPU.
 - log ρ is clamped to ±20 before ``exp`` (:data:`theory.objectives.LOG_RATIO_CLAMP`), as verl's ``vanilla``.
+- **One pass**: the objective is called once, with :class:`theory.cov_selection.CovStats` hooks (``reduce``:
+  the all-reduce of its [Σ log π, Σ A, N]; ``choose``: the group's top-k / seeded subset), so ρ, the PPO terms
+  and the Eq. 10 scores are computed once for both the selection and the loss.
 
 Metrics: verl's keys with verl's meanings (``actor/pg_clipfrac`` = Clip-Cov's zeroed fraction,
 ``actor/ppo_kl``: Clip-Cov mean(log π_old − log π), KL-Cov mean |log ρ|) plus the objective's metrics as
@@ -53,8 +56,8 @@ except ImportError as err:  # pragma: no cover - exercised only without verl
     raise ImportError("integrations.verl needs verl: pip install verl (CPU tests: `make install` installs it "
                       "with --no-deps and the few packages its core_algos imports)") from err
 
-from theory.cov_selection import CovStats, centred_products, prepare_tokens, token_quota, top_k_mask
-from theory.objectives import clip_cov, kl_cov, validate_objective_params
+from theory.cov_selection import CovStats, prepare_tokens, top_k_mask
+from theory.objectives import clip_cov, kl_cov, objective_spec, validate_objective_params
 
 CLIP_COV_NAME = "em_clip_cov"
 KL_COV_NAME = "em_kl_cov"
@@ -229,7 +232,7 @@ def local_top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> 
     key from ``torch.topk`` and ties by position; elsewhere :func:`theory.cov_selection.top_k_mask` (sort)."""
     if keys.device.type != "cpu":
         return top_k_mask(keys, eligible, k)
-    count = int(eligible.sum())
+    count = int(torch.count_nonzero(eligible))
     kk = min(int(k), count)
     if kk <= 0:
         return torch.zeros_like(eligible)
@@ -287,68 +290,72 @@ def _local_random_top_k(seed: int, counter: int, rows: torch.Tensor, eligible: t
                         k: torch.Tensor) -> torch.Tensor:
     """:func:`local_top_k` of :func:`uniform_keys` on CPU, hashing only the eligible tokens' keys: the k
     largest 32-bit hashes (the keys are hash·2⁻³², so the same order), ties by position."""
-    out = torch.zeros(eligible.numel(), dtype=torch.bool, device=eligible.device)
-    pos = eligible.reshape(-1).nonzero().squeeze(1)                 # ascending positions
-    kk = min(int(k), pos.numel())
-    if kk == pos.numel():
-        out[pos] = True
+    out = torch.zeros_like(eligible)
+    row, col = eligible.nonzero().unbind(1)                         # row-major, i.e. ascending positions
+    kk = min(int(k), row.numel())
+    if kk == row.numel():
+        out[row, col] = True
     elif kk > 0:
-        cols = eligible.shape[1]
-        row = pos // cols
-        col = pos - row * cols
-        bits = _hash32(_row_hashes(seed, counter, rows)[row] ^ _col_hashes(cols, eligible.device)[col])
+        col_hashes = _col_hashes(eligible.shape[1], eligible.device)
+        bits = _hash32(_row_hashes(seed, counter, rows)[row] ^ col_hashes[col])
         top = torch.topk(bits, kk + 1)                              # sorted
         if bool(top.values[kk] < top.values[kk - 1]):               # no tie at the threshold
-            out[pos[top.indices[:kk]]] = True
+            pick = top.indices[:kk]
         else:                                                       # a stable sort breaks ties by position
-            out[pos[torch.sort(bits, descending=True, stable=True).indices[:kk]]] = True
-    return out.reshape(eligible.shape)
+            pick = torch.sort(bits, descending=True, stable=True).indices[:kk]
+        out[row[pick], col[pick]] = True
+    return out
 
 
 # ----------------------------------------------------------------------------- the losses
 
 
-def _select(objective: str, h: dict, lp, old, adv, m, group, counter: int):
-    """Global means, Eq. 10 scores and the chosen tokens of this call's tokens on every rank of ``group``."""
-    dtype = lp.dtype
-    # lp and adv are 0 at masked tokens (prepare_tokens), so their sums are the masked sums
-    sums = torch.stack([lp.detach().double().sum(), adv.double().sum(), m.sum().double()])
-    sums = _all_reduce(sums, group)
-    n = sums[2].to(torch.int64)
-    mean_lp, mean_adv = (sums[:2] / sums[2].clamp_min(1)).to(dtype).unbind()
-    cov = centred_products(lp, adv, m, mean_lp, mean_adv)
-    if objective == "kl_cov":
-        keys, eligible, k = cov, m, token_quota(n, h["kl_ratio"])
-    else:
-        ratio = torch.exp(torch.clamp(lp.detach() - old, -20.0, 20.0))
-        pg1, pg2 = -adv * ratio, -adv * torch.clamp(ratio, 1.0 - h["eps_low"], 1.0 + h["eps_high"])
-        eligible = m & ~(pg2 > pg1) & (cov > h["cov_lb"]) & (cov < h["cov_ub"])
-        row0 = _exclusive_offset(torch.full((), lp.shape[0], dtype=torch.int64, device=lp.device), group)
-        rows = row0 + torch.arange(lp.shape[0], device=lp.device)
-        k = token_quota(n, h["clip_ratio"])
-        if group is None and lp.device.type == "cpu":
-            selected = _local_random_top_k(_seed(), counter, rows, eligible, k)
-            return CovStats(mean_log_prob=mean_lp, mean_advantage=mean_adv, selected=selected), n
-        keys = uniform_keys(_seed(), counter, rows, lp.shape[1])
-    selected = local_top_k(keys, eligible, k) if group is None else global_top_k(keys, eligible, k, group)
-    return CovStats(mean_log_prob=mean_lp, mean_advantage=mean_adv, selected=selected), n
+def _scope_hooks(objective: str, group, counter: int, rows: int):
+    """The :class:`theory.cov_selection.CovStats` hooks that make the objective's selection span ``group``
+    (module docstring), and a dict that receives the group's token count N when the objective runs them.
+
+    ``reduce`` all-reduces the objective's [Σ log π, Σ A, N]; ``choose`` picks KL-Cov's top-k scores or
+    Clip-Cov's seeded random subset over the group. The objective computes ρ, the PPO terms, the Eq. 10
+    scores and the eligible set once, for its loss and for this selection."""
+    box: dict = {}
+    seed = _seed() if objective == "clip_cov" else 0   # a bad ENTROPY_MECH_VERL_SEED fails before collectives
+
+    def reduce(sums):
+        sums = _all_reduce(sums, group)
+        box["num_tokens"] = sums[2].to(torch.int64)
+        return sums
+
+    def choose(cov, eligible, k):
+        if objective == "kl_cov":
+            return local_top_k(cov, eligible, k) if group is None else global_top_k(cov, eligible, k, group)
+        dev = eligible.device
+        row0 = _exclusive_offset(torch.full((), rows, dtype=torch.int64, device=dev), group)
+        global_rows = row0 + torch.arange(rows, device=dev)
+        if group is None and dev.type == "cpu":
+            return _local_random_top_k(seed, counter, global_rows, eligible, k)
+        keys = uniform_keys(seed, counter, global_rows, eligible.shape[1])
+        return local_top_k(keys, eligible, k) if group is None else global_top_k(keys, eligible, k, group)
+
+    return CovStats(reduce=reduce, choose=choose), box
 
 
-def _prepare(old_log_prob, log_prob, advantages, response_mask):
+def _check_log_prob(log_prob):
     if not isinstance(log_prob, torch.Tensor) or log_prob.dim() != 2:
         raise ValueError(f"log_prob must be a [B, T] tensor, got {getattr(log_prob, 'shape', log_prob)!r}")
-    return prepare_tokens(log_prob, old_log_prob, advantages, response_mask)[:4]
 
 
 def select_tokens(objective: str, old_log_prob, log_prob, advantages, response_mask, config) -> torch.Tensor:
     """The tokens ``[B, T]`` (bool) the next :func:`policy_loss` call of ``objective`` would select with these
-    inputs (collective like it: call it on every rank; it consumes one call number, as a loss call does)."""
+    inputs (collective like it: call it on every rank; it consumes one call number, as a loss call does):
+    the objective's registered selection hook with the plugin's scope hooks."""
     h = hyperparameters(objective, config)
-    lp, old, adv, m = _prepare(old_log_prob, log_prob, advantages, response_mask)
+    _check_log_prob(log_prob)
     counter = _STATE.calls
     _STATE.calls += 1
+    stats, _ = _scope_hooks(objective, selection_group(), counter, log_prob.shape[0])
     with torch.no_grad():
-        return _select(objective, h, lp, old, adv, m, selection_group(), counter)[0].selected
+        lp, old, adv, m, _ = prepare_tokens(log_prob, old_log_prob, advantages, response_mask)
+        return objective_spec(objective).select(h, lp, old, adv, m, None, stats=stats).selected
 
 
 def policy_loss(objective: str, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean",
@@ -358,30 +365,34 @@ def policy_loss(objective: str, old_log_prob, log_prob, advantages, response_mas
         L = agg_loss(ℓ ⊙ w, M, loss_agg_mode, **config.global_batch_info),   ℓ = theory.objectives.<objective>
         with the selection of the whole group (module docstring), w = rollout_is_weights (1 if None).
 
-    Returns (0-dim loss, {metric: 0-dim detached tensor}). ValueError: bad hyperparameters or tensors."""
+    One objective call computes everything (its ``stats`` hooks make the means, quota and choice span the
+    group). Returns (0-dim loss, {metric: 0-dim detached tensor}). ValueError: bad hyperparameters or
+    tensors."""
     h = hyperparameters(objective, config)
-    lp, old, adv, m = _prepare(old_log_prob, log_prob, advantages, response_mask)
+    _check_log_prob(log_prob)
     group, counter = selection_group(), _STATE.calls
     _STATE.calls += 1
-    with torch.no_grad():
-        stats, n_global = _select(objective, h, lp, old, adv, m, group, counter)
+    stats, box = _scope_hooks(objective, group, counter, log_prob.shape[0])
     fn = kl_cov if objective == "kl_cov" else clip_cov
-    loss_mat, met = fn(lp, old, adv, m, **h, stats=stats)
+    loss_mat, met = fn(log_prob, old_log_prob, advantages, response_mask, **h, stats=stats)
+    dt = loss_mat.dtype             # the objective's compute dtype
+    m = response_mask if response_mask.dtype == torch.bool else response_mask != 0   # checked by fn
     if rollout_is_weights is not None:
         loss_mat = loss_mat * rollout_is_weights
     info = _field(config, "global_batch_info") or {}
     loss = agg_loss(loss_mat=loss_mat, loss_mask=m, loss_agg_mode=loss_agg_mode, **info)
     metrics = {"actor/em_" + key.split("/", 1)[1]: v for key, v in met.items()}
-    d = met["objective/num_tokens"].clamp_min(1).to(lp.dtype)
     if objective == "kl_cov":
-        metrics["actor/ppo_kl"] = (lp.detach() - old).abs().sum() / d   # lp = old = 0 at masked tokens
+        abs_kl = (log_prob.detach().to(dt) - old_log_prob.to(dt)).abs()
+        d = met["objective/num_tokens"].clamp_min(1).to(dt)
+        metrics["actor/ppo_kl"] = torch.where(m, abs_kl, 0.0).sum() / d   # mean |log ρ| over this call
     else:
         metrics["actor/pg_clipfrac"] = met["objective/selected_frac"]
         metrics["actor/ppo_kl"] = met["objective/ppo_kl"]
-    count = met["objective/selected_count"]   # stats.selected lies inside the mask
+    count = met["objective/selected_count"]   # the selection lies inside the mask
     metrics["actor/em_selected_count_global"] = count.clone() if group is None else _all_reduce(count.clone(),
                                                                                                  group)
-    metrics["actor/em_num_tokens_global"] = n_global
+    metrics["actor/em_num_tokens_global"] = box["num_tokens"]
     return loss, metrics
 
 

@@ -135,12 +135,17 @@ class ObjectiveConfig:
 class OptimConfig:
     """PPO-style update of the policy."""
 
+    optimizer: str = "adamw"
+    """adamw (torch.optim.AdamW) or sgd (plain gradient steps, torch.optim.SGD: Theorem 1's update rule,
+    whose step size the entropy-dynamics diagnostics then use as the theorem's eta)"""
     lr: float = 1e-4
-    """AdamW learning rate (constant after warm-up)"""
+    """learning rate (constant after warm-up)"""
     betas: tuple = (0.9, 0.99)
     """AdamW betas"""
     weight_decay: float = 0.0
-    """AdamW weight decay"""
+    """weight decay (AdamW: decoupled; SGD: added to the gradient)"""
+    momentum: float = 0.0
+    """SGD momentum in [0, 1) (sgd only; 0 = plain gradient steps)"""
     warmup_steps: int = 0
     """linear learning-rate warm-up in optimizer steps"""
     grad_clip: float = 1.0
@@ -155,6 +160,13 @@ class OptimConfig:
 
     def __post_init__(self):
         check_scalar(self.lr, "lr", positive=True)
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        check_scalar(self.momentum, "momentum", nonnegative=True)
+        if not self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError("momentum applies to optimizer 'sgd' only (AdamW's first moment is betas[0])")
         check_scalar(self.weight_decay, "weight_decay", nonnegative=True)
         check_scalar(self.grad_clip, "grad_clip", nonnegative=True)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -194,8 +206,9 @@ class TrainConfig:
     diagnose_every: int = 0
     """entropy-dynamics diagnostics (llm_rl/diagnostics.py) on the first optimizer step of every this
     many rollout steps; 0 = off"""
-    diagnose_max_states: int = 4096
-    """probe token positions per diagnosed step (a seeded subsample above this; all for small batches)"""
+    diagnose_max_states: int = 64
+    """probe token states (unique prefixes) per diagnosed step, found in a seeded random order of the
+    mini-batch's positions; each costs one backward pass pair in the entropy-change decomposition"""
     data: DataConfig = field(default_factory=DataConfig)
     """task and splits"""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

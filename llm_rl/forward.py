@@ -42,3 +42,31 @@ def response_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     out = model(input_ids=input_ids, attention_mask=attention_mask,
                 position_ids=position_ids_from_mask(attention_mask), use_cache=False, logits_to_keep=R + 1)
     return out.logits[:, :-1]
+
+
+def gather_states(per_rows, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+                  state_rows: torch.Tensor, state_cols: torch.Tensor, *, micro_batch: int = 16,
+                  temperature: float = 1.0) -> torch.Tensor:
+    """``[S, V]`` (float32, CPU) of ``per_rows`` at the response positions ``(state_rows[i], state_cols[i])``,
+    divided by ``temperature``: ``per_rows(ids, mask)`` maps micro-batches of ``micro_batch`` distinct rows,
+    each cut after the last probed column of the micro-batch (a causal model's earlier positions do not
+    see later tokens), to ``[b, R', V]`` per response position (logits, or their forward-mode change).
+
+    Args:
+      input_ids, attention_mask: ``[B, P + R]``; prompt_len: P; state_rows, state_cols: ``[S]`` long.
+    """
+    if state_rows.shape != state_cols.shape or state_rows.dim() != 1 or len(state_rows) == 0:
+        raise ValueError("state_rows and state_cols must be non-empty 1-D tensors of one length")
+    rows = torch.unique(state_rows)
+    out = None
+    for a in range(0, len(rows), micro_batch):
+        rb = rows[a:a + micro_batch]
+        width = prompt_len + int(state_cols[torch.isin(state_rows, rb)].max()) + 1
+        idx = rb.to(input_ids.device)
+        vals = per_rows(input_ids[idx, :width], attention_mask[idx, :width])  # [b, R', V]
+        if out is None:
+            out = torch.empty(len(state_rows), vals.shape[-1], dtype=torch.float32)
+        for j, r in enumerate(rb.tolist()):
+            sel = (state_rows == r).nonzero().flatten()
+            out[sel] = vals[j, state_cols[sel].to(vals.device)].detach().float().cpu() / temperature
+    return out

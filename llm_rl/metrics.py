@@ -20,6 +20,9 @@ entropy/train         the paper's training entropy H on this step's rollout batc
 entropy/token_mean    the same per-token entropies averaged over all response tokens (token-mean)
 cov/batch_mean        mean over response tokens of the Eq. 10 centred product
                       (log π_old − mean)(A − mean) on the rollout batch (theory.token_covariance)
+cov/response_eq8      the paper's response-level covariance (Eqs. 8-9): per prompt, Cov over its
+                      responses of the length-normalised log π_old(y) and π(y)·A(y), then the mean
+                      over prompts (theory.response_covariance, form "pg")
 reward/mean           mean reward of the rollout batch after dynamic sampling
 reward/raw_mean       mean reward of every response sampled this step (before filtering)
 rollout/groups        groups kept for the update
@@ -60,6 +63,7 @@ STEP = "step"
 ENTROPY_TRAIN = "entropy/train"
 ENTROPY_TOKEN_MEAN = "entropy/token_mean"
 COV_BATCH_MEAN = "cov/batch_mean"
+COV_RESPONSE = "cov/response_eq8"
 REWARD_MEAN = "reward/mean"
 REWARD_RAW_MEAN = "reward/raw_mean"
 ROLLOUT_GROUPS = "rollout/groups"
@@ -89,6 +93,7 @@ KEYS: dict[str, str] = {
     ENTROPY_TRAIN: "paper's training entropy H on the rollout batch (per-response mean, then mean)",
     ENTROPY_TOKEN_MEAN: "per-token entropy averaged over all response tokens",
     COV_BATCH_MEAN: "mean Eq. 10 centred product on the rollout batch",
+    COV_RESPONSE: "response-level covariance of paper Eqs. 8-9 on the rollout batch (mean over prompts)",
     REWARD_MEAN: "mean reward after dynamic sampling",
     REWARD_RAW_MEAN: "mean reward of every sampled response",
     ROLLOUT_GROUPS: "groups kept for the update",
@@ -222,19 +227,37 @@ TOP_PERCENTS = (0.02, 0.2, 2.0, 20.0, 50.0, 100.0)
 
 DIAG_KEYS: dict[str, str] = {
     "diag/states": "probe states diagnosed this step",
+    "diag/samples": "sampled tokens at the probe states (every response through each probed prefix)",
     "diag/dH_obs_sum": "Σ_s observed ΔH_s over the probe states",
     "diag/dH_first_sum": "Σ_s Lemma-1 prediction",
     "diag/dH_second_sum": "Σ_s second-order prediction",
-    "diag/dH_tab_sum": "Σ_s tabular-theory prediction with the fitted η_eff",
+    "diag/dH_lin_sum": "Σ_s ΔH_lin: Lemma 1 on the linearised network change J_s Δθ (jvp along the step)",
+    "diag/dH_own_sum": "Σ_s ΔH_own: the part produced by the tokens sampled at each state",
+    "diag/dH_cross_sum": "Σ_s ΔH_cross: the part produced by the other tokens of the mini-batch",
+    "diag/dH_hist_sum": "Σ_s ΔH_hist: the part produced by optimizer history (momentum, weight decay)",
+    "diag/share_own": "Σ|ΔH_own| / Σ(|ΔH_own| + |ΔH_cross| + |ΔH_hist|) over states",
+    "diag/share_cross": "the same for ΔH_cross (generalisation across states)",
+    "diag/share_hist": "the same for ΔH_hist",
+    "diag/recon_err": "‖Δθ_affine − Δθ‖/‖Δθ‖: the optimizer step as P ⊙ g + history vs the step taken",
+    "diag/sum_gap": "|Σ(own + cross + hist) − Σ lin| / Σ|lin|: the decomposition's closure",
+    "diag/r2_lin": "R² of ΔH_lin against observed ΔH (1 − R² measures the network's nonlinearity)",
+    "diag/r2_own": "R² of ΔH_own against observed ΔH",
+    "diag/sign_acc_lin": "fraction of states where sign(ΔH_lin) = sign(observed)",
+    "diag/sign_acc_own": "the same for ΔH_own",
+    "diag/eta_thm1": "η of the Theorem-1 prediction: lr·c for plain SGD, else fitted with η >= 0",
+    "diag/eta_thm1_from_lr": "1 when the Theorem-1 η is the optimizer's step size (plain SGD), 0 when fitted",
+    "diag/eta_thm2": "η of the Theorem-2 (natural-gradient) prediction, fitted with η >= 0",
+    "diag/r2_thm1": "R² of the Theorem-1 prediction η Σ_i w_i (−A_i)(S_{a_i} − E_π S) against observed ΔH",
+    "diag/r2_thm2": "R² of the Theorem-2 prediction η Σ_i w_i (−A_i)(log π_{a_i} + H) against observed ΔH",
+    "diag/corr_thm1": "Pearson correlation of the Theorem-1 prediction (unit step) with observed ΔH",
+    "diag/corr_thm2": "the same for Theorem 2",
+    "diag/sign_acc_thm1": "fraction of states where sign(Theorem 1) = sign(observed)",
+    "diag/sign_acc_thm2": "the same for Theorem 2",
     "diag/r2_first": "1 − Σ(obs − first)² / Σ(obs − mean obs)² over states (prediction taken as is)",
     "diag/r2_second": "the same for the second-order prediction",
-    "diag/r2_tab": "the same for the tabular prediction (η_eff fitted)",
     "diag/slope_first": "least-squares slope of observed on Lemma-1 predicted ΔH",
-    "diag/corr_tab": "Pearson correlation of the tabular prediction with observed ΔH",
-    "diag/eta_eff": "η_eff = Σ obs·tab_unit / Σ tab_unit² (least squares through 0)",
     "diag/sign_acc_first": "fraction of states where sign(first) = sign(observed)",
     "diag/sign_acc_second": "the same for the second-order prediction",
-    "diag/sign_acc_tab": "the same for the tabular prediction",
     "diag/rel_err_first": "median over states of |obs − first| / |obs|",
     "diag/rel_err_second": "median over states of |obs − second| / |obs|",
     "diag/cov_eq10": "mean over probe tokens of the Eq. 10 product (log π − mean)(A − mean)",

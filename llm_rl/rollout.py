@@ -251,7 +251,8 @@ def score(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_l
 
 
 def score_rows(model, ro: "Rollout", rows: torch.Tensor | None = None, *, micro_batch_size: int,
-               autocast=None, dist: DistInfo | None = None, device=None, with_entropy: bool = False):
+               autocast=None, dist: DistInfo | None = None, device=None, with_entropy: bool = False,
+               temperature: float = 1.0):
     """:func:`score` (no grad, float32) of rows ``rows`` of rollout ``ro`` in micro-batches of
     ``micro_batch_size`` rows, each data-parallel rank scoring its contiguous block of ``rows`` and the
     blocks all-gathered (on ``device``) so that every rank holds the result for all of ``rows``.
@@ -261,15 +262,17 @@ def score_rows(model, ro: "Rollout", rows: torch.Tensor | None = None, *, micro_
       autocast: context manager entered around each forward pass (the trainer's; default none).
       dist: this process's :class:`~llm_rl.distributed.DistInfo` (default: a single process).
       device: where the gathered result goes when distributed.
+      temperature: score softmax(z / T), the rollout's sampling policy (:func:`score`).
     Returns:
       ``log_prob [n, R]``, and with ``with_entropy`` the pair ``(log_prob, entropy)``.
     """
     rows = torch.arange(ro.input_ids.shape[0]) if rows is None else rows
     if dist is None or not dist.enabled:
-        return _score_block(model, ro, rows, micro_batch_size, autocast, with_entropy)
+        return _score_block(model, ro, rows, micro_batch_size, autocast, with_entropy, temperature)
     rows = rows.cpu()
     a, b = dist.block(len(rows))
-    res = _score_block(model, ro, rows[a:b], micro_batch_size, autocast, with_entropy) if b > a else None
+    res = (_score_block(model, ro, rows[a:b], micro_batch_size, autocast, with_entropy, temperature)
+           if b > a else None)
     if res is not None:
         res = tuple(t.cpu() for t in res) if with_entropy else res.cpu()
     parts = [p for p in gather_objects(res, dist) if p is not None]
@@ -279,14 +282,14 @@ def score_rows(model, ro: "Rollout", rows: torch.Tensor | None = None, *, micro_
 
 
 def _score_block(model, ro: "Rollout", rows: torch.Tensor, micro_batch_size: int, autocast,
-                 with_entropy: bool):
+                 with_entropy: bool, temperature: float = 1.0):
     """:func:`score_rows` on one process."""
     lps, ents = [], []
     with torch.no_grad(), autocast or nullcontext():
         for s in range(0, len(rows), micro_batch_size):
             r = rows[s:s + micro_batch_size].to(ro.input_ids.device)
             res = score(model, ro.input_ids[r], ro.attention_mask[r], ro.prompt_len,
-                        with_entropy=with_entropy)
+                        with_entropy=with_entropy, temperature=temperature)
             lps.append((res[0] if with_entropy else res).float())
             if with_entropy:
                 ents.append(res[1].float())

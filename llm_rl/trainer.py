@@ -59,8 +59,8 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_state, sav
 from .config import TrainConfig
 from .distributed import gather_objects, init_distributed
 from .evaluate import evaluate
-from .metrics import (COV_BATCH_MEAN, ENTROPY_TOKEN_MEAN, ENTROPY_TRAIN, OPTIM_UPDATES, REWARD_MEAN,
-                      REWARD_RAW_MEAN,
+from .metrics import (COV_BATCH_MEAN, COV_RESPONSE, ENTROPY_TOKEN_MEAN, ENTROPY_TRAIN, OPTIM_UPDATES,
+                      REWARD_MEAN, REWARD_RAW_MEAN,
                       ROLLOUT_GROUPS, ROLLOUT_GROUPS_DROPPED, ROLLOUT_RESPONSE_LEN, ROLLOUT_ROUNDS,
                       ROLLOUT_TOKENS, STEP, TIME_ROLLOUT, TIME_SCORE, TIME_STEP, TIME_UPDATE, TIME_VAL,
                       VAL_ACC, VAL_ACC_SAMPLED, VAL_ACC_T1, VAL_ENTROPY, VAL_RESPONSE_LEN, open_run_writer)
@@ -122,15 +122,19 @@ class Trainer:
         # float32 master weights for training; the final model is saved in the checkpoint's own dtype
         self.model, self.tok = load_policy(config.model, device=self.device, dtype=torch.float32)
         self.save_dtype = checkpoint_dtype(config.model)
-        self.model.train()
+        self.model.eval()  # RL without dropout: sampling, scoring and the update see one policy
         self.ref_model = None
         if config.objective.ref_kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         warn_unknown_characters(self.tok, [p.prompt for p in self.train_set + self.val_set])
         self.max_new = config.rollout.max_new_tokens or self.task.max_response_chars
         o = config.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas,
-                                           weight_decay=o.weight_decay)
+        if o.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
+                                             weight_decay=o.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=o.betas,
+                                               weight_decay=o.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / o.warmup_steps) if o.warmup_steps else 1.0)
         # every random draw of the loop comes from one of these (all checkpointed) or, for rollouts, from
@@ -281,7 +285,7 @@ class Trainer:
         """``score_rows`` (no grad, float32, sharded over ranks) with the trainer's micro-batch size."""
         return score_rows(model, ro, rows, micro_batch_size=self.cfg.optim.micro_batch_size,
                           autocast=self.autocast, dist=self.dist, device=self.device,
-                          with_entropy=with_entropy)
+                          with_entropy=with_entropy, temperature=self.cfg.rollout.temperature)
 
     # ------------------------------------------------------------------------------------------------
     # validation
@@ -346,6 +350,10 @@ class Trainer:
                 rec[ENTROPY_TOKEN_MEAN] = float((ent * mask).sum() / mask.sum().clamp_min(1))
                 cov = theory.token_covariance(old_lp, adv, mask)
                 rec[COV_BATCH_MEAN] = float(cov.sum() / mask.sum().clamp_min(1))
+                nonempty = mask.any(-1)  # rows are stored group by group
+                rec[COV_RESPONSE] = float(theory.response_covariance(
+                    old_lp[nonempty], mask[nonempty], adv[nonempty, 0],
+                    torch.arange(len(mask), device=mask.device)[nonempty] // n, "pg")["batch_mean"])
                 rec[REWARD_MEAN] = float(rewards.mean())
                 rec[ROLLOUT_RESPONSE_LEN] = float(mask.sum(-1).float().mean())
                 rec[TIME_SCORE] = time.time() - t0

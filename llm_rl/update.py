@@ -4,13 +4,19 @@
 
     minibatches                 shuffled row blocks of the rollout batch, every epoch
     for each mini-batch:
+      start_probe               (diagnosed steps, first mini-batch) the probe states and their samples
       accumulate_gradients      zero the gradients, then
         selection_stats           Clip-/KL-Cov token selection over the whole mini-batch (no-grad forward)
         micro_batch_loss          per micro-batch of this rank: objective + entropy bonus + reference KL,
-                                  aggregated with whole-mini-batch denominators; backward
-      start_probe               (diagnosed steps, first mini-batch) probe-state logits before the step
-      optimizer_step            SUM all-reduce of the gradients, clip, optimizer and LR-schedule steps
-      probe.finish              probe-state logits after the step -> ``diag/*`` metrics
+                                  aggregated with whole-mini-batch denominators; backward (the probe
+                                  captures the loss gradients at the probed logits)
+      optimizer_step            SUM all-reduce of the gradients, clip, [probe.before_step: the step's
+                                affine form and per-state own / cross / history terms], optimizer and
+                                LR-schedule steps
+      probe.finish              probe-state logits after the step, the linearised change -> ``diag/*``
+
+Every forward pass of the update scores the sampling policy softmax(z / T) at the rollout temperature T
+(as the rollout's log π_old); the trainer keeps the policy in eval mode (no dropout) throughout.
     UpdateMetrics.result        metrics combined over micro-batches, steps and ranks (metrics.REDUCTIONS)
 
 Each mini-batch is split into per-rank contiguous blocks (the whole mini-batch when not distributed) and
@@ -22,6 +28,7 @@ across ranks, are the gradient of the whole mini-batch's loss whatever the split
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +82,13 @@ class RolloutBatch:
     ref_lp: torch.Tensor | None
 
 
-def token_entropy(model, ro: Rollout, rows: torch.Tensor, autocast) -> torch.Tensor:
-    """Differentiable full-vocabulary entropy ``[b, R]`` of ``model`` at the response positions of rows
-    ``rows`` ``[b]`` of ``ro`` (the entropy bonus's input; a forward pass of its own)."""
+def token_entropy(model, ro: Rollout, rows: torch.Tensor, autocast, temperature: float = 1.0) -> torch.Tensor:
+    """Differentiable full-vocabulary entropy ``[b, R]`` of the sampling policy softmax(z / T) at the
+    response positions of rows ``rows`` ``[b]`` of ``ro`` (the entropy bonus's input; a forward pass of
+    its own)."""
     with autocast:
         logits = response_logits(model, ro.input_ids[rows], ro.attention_mask[rows], ro.prompt_len)
-    return theory.entropy(logits.float())
+    return theory.entropy(logits.float() / temperature)
 
 
 class PolicyUpdate:
@@ -112,10 +120,10 @@ class PolicyUpdate:
         """Run the update step on ``batch`` at rollout step ``step``; returns its metrics."""
         metrics, diagnosed = UpdateMetrics(), {}
         for i, mini in enumerate(self.minibatches(batch.ro.response_mask.shape[0])):
-            self.accumulate_gradients(batch, mini, metrics, step=step)
             probe = self.start_probe(batch, mini, step) if i == 0 and self.diagnose_now(step) else None
-            self.optimizer_step(metrics, step=step)
-            if probe is not None:
+            self.accumulate_gradients(batch, mini, metrics, step=step, probe=probe)
+            self.optimizer_step(metrics, step=step, probe=probe)
+            if probe is not None and self.dist.is_main:
                 diagnosed, _ = probe.finish(self.model, self.out, step)
         return {**metrics.result(self.dist), **diagnosed}
 
@@ -139,9 +147,10 @@ class PolicyUpdate:
     # ------------------------------------------------------------------------------------------------
 
     def accumulate_gradients(self, batch: RolloutBatch, mini: torch.Tensor, metrics: UpdateMetrics, *,
-                             step: int) -> None:
+                             step: int, probe: StepProbe | None = None) -> None:
         """Zero the gradients, then loss and backward over this rank's micro-batches of mini-batch ``mini``
-        ``[m]`` (row indices), with the denominator and token selection of the whole mini-batch.
+        ``[m]`` (row indices), with the denominator and token selection of the whole mini-batch (and, with
+        ``probe``, the loss gradients at its probed logits captured).
 
         Raises:
           NonFiniteLossError: on every rank, if any rank met a non-finite log-probability or loss (its
@@ -155,16 +164,19 @@ class PolicyUpdate:
         mine = mini[a:b]
         bad = torch.zeros((), device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        for s in range(0, len(mine), o.micro_batch_size):
-            rows = mine[s:s + o.micro_batch_size]
-            rows_stats = None if stats is None else stats.rows(slice(a + s, a + s + len(rows)))
-            out = self.micro_batch_loss(batch, rows, denom, rows_stats)
-            if out is None:
-                bad.fill_(1.0)
-                break
-            loss, met = out
-            loss.backward()
-            metrics.add_micro_batch(met, tokens=float(mask[rows].sum()))
+        with probe.capture() if probe is not None else nullcontext():
+            for s in range(0, len(mine), o.micro_batch_size):
+                rows = mine[s:s + o.micro_batch_size]
+                rows_stats = None if stats is None else stats.rows(slice(a + s, a + s + len(rows)))
+                if probe is not None:
+                    probe.set_rows(torch.arange(a + s, a + s + len(rows)))
+                out = self.micro_batch_loss(batch, rows, denom, rows_stats)
+                if out is None:
+                    bad.fill_(1.0)
+                    break
+                loss, met = out
+                loss.backward()
+                metrics.add_micro_batch(met, tokens=float(mask[rows].sum()))
         if bool(all_reduce_sum_(bad, self.dist) > 0):
             raise non_finite_error("log-probabilities or loss", step, self.objective_name, self.out)
 
@@ -175,7 +187,8 @@ class PolicyUpdate:
         if not self.selects:
             return None
         cur = score_rows(self.model, batch.ro, mini, micro_batch_size=self.cfg.optim.micro_batch_size,
-                         autocast=self.autocast, dist=self.dist, device=self.device)
+                         autocast=self.autocast, dist=self.dist, device=self.device,
+                         temperature=self.cfg.rollout.temperature)
         if not bool(torch.isfinite(cur[batch.ro.response_mask[mini]]).all()):  # same on every rank (gathered)
             raise non_finite_error("log-probabilities", step, self.objective_name, self.out)
         return compute_cov_stats(cur, batch.old_lp[mini], batch.adv[mini], batch.ro.response_mask[mini],
@@ -195,14 +208,15 @@ class PolicyUpdate:
         oc, ro = self.cfg.objective, batch.ro
         mm = ro.response_mask[rows]
         with self.autocast:
-            lp = score(self.model, ro.input_ids[rows], ro.attention_mask[rows], ro.prompt_len).float()
+            lp = score(self.model, ro.input_ids[rows], ro.attention_mask[rows], ro.prompt_len,
+                       temperature=self.cfg.rollout.temperature).float()
         if not bool(torch.isfinite(lp[mm]).all()):
             return None
         loss_mat, met = self.objective(lp, batch.old_lp[rows], batch.adv[rows], mm, **oc.params,
                                        generator=self.gens["selection"], stats=stats)
         total_mat = loss_mat
         if oc.entropy_coef:
-            entropy = token_entropy(self.model, ro, rows, self.autocast)
+            entropy = token_entropy(self.model, ro, rows, self.autocast, self.cfg.rollout.temperature)
             e_mat, e_met = entropy_bonus(entropy, mm, coef=oc.entropy_coef)
             total_mat, met = total_mat + e_mat, {**met, **e_met}
         if batch.ref_lp is not None:
@@ -219,9 +233,10 @@ class PolicyUpdate:
     # update: one optimizer step
     # ------------------------------------------------------------------------------------------------
 
-    def optimizer_step(self, metrics: UpdateMetrics, *, step: int) -> None:
+    def optimizer_step(self, metrics: UpdateMetrics, *, step: int, probe: StepProbe | None = None) -> None:
         """SUM all-reduce of the accumulated gradients across ranks, clip their global norm to
-        ``grad_clip`` (none when 0), then one optimizer step and one learning-rate-schedule step.
+        ``grad_clip`` (none when 0), [``probe.before_step``], then one optimizer step and one
+        learning-rate-schedule step.
 
         Raises:
           NonFiniteLossError: the global gradient norm is NaN/inf (after the all-reduce it is the same on
@@ -234,6 +249,9 @@ class PolicyUpdate:
         if not bool(torch.isfinite(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             raise non_finite_error("gradient (global norm)", step, self.objective_name, self.out)
+        if probe is not None:  # torch's clipping factor: min(1, max_norm / (norm + 1e-6))
+            clip = min(1.0, o.grad_clip / (float(grad_norm) + 1e-6)) if o.grad_clip > 0 else 1.0
+            probe.before_step(self.model, self.optimizer, clip)
         self.optimizer.step()
         self.scheduler.step()
         metrics.add_optimizer_step({OPTIM_GRAD_NORM: float(grad_norm), OPTIM_UPDATES: 1,
@@ -248,13 +266,21 @@ class PolicyUpdate:
         return bool(self.cfg.diagnose_every) and step % self.cfg.diagnose_every == 0
 
     def start_probe(self, batch: RolloutBatch, mini: torch.Tensor, step: int) -> StepProbe | None:
-        """Probe states of mini-batch ``mini`` captured before its optimizer step (main rank only, ``None``
-        elsewhere or without response tokens; the subsample is seeded by (seed, step))."""
+        """The probe of mini-batch ``mini``'s optimizer step (on every rank, which all-reduce its captured
+        loss gradients; only the main rank diagnoses), or ``None`` without response tokens. The probe set
+        is seeded by (seed, step); each token's aggregation weight is read off the mini-batch's
+        aggregation itself (the gradient of ``aggregate`` with respect to the token losses)."""
         ro = batch.ro
-        if not self.dist.is_main or not bool(ro.response_mask[mini].any()):
+        mask = ro.response_mask[mini]
+        if not bool(mask.any()):
             return None
+        oc = self.cfg.objective
+        denom = global_denominator(mask, oc.agg_mode, norm_constant=float(len(mini) * self.max_new))
+        unit = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device, requires_grad=True)
+        (weights,) = torch.autograd.grad(aggregate(unit, mask, oc.agg_mode, **denom), unit)
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_033 + step)
         groups = mini.cpu() // self.cfg.rollout.group_size  # rows are stored group by group
-        return StepProbe(self.model, ro.input_ids[mini], ro.attention_mask[mini], ro.response_mask[mini],
-                         ro.prompt_len, batch.adv[mini], groups, max_states=self.cfg.diagnose_max_states,
-                         generator=gen, autocast=self.autocast)
+        return StepProbe(self.model, ro.input_ids[mini], ro.attention_mask[mini], mask, ro.prompt_len,
+                         batch.adv[mini], groups, max_states=self.cfg.diagnose_max_states, generator=gen,
+                         weights=weights, temperature=self.cfg.rollout.temperature, decompose=True,
+                         dist=self.dist)

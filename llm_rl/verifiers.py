@@ -102,6 +102,14 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+def extract_boxed_int(response: str) -> int | None:
+    """The integer (optional ``-``, at most 12 digits, surrounding spaces allowed) in the last
+    ``\\boxed{...}`` of ``response``, else ``None`` (no box, unbalanced braces, anything but an integer).
+    Never raises."""
+    content = extract_boxed(response)
+    return int(content) if content is not None and _INT_RE.fullmatch(content) else None
+
+
 def _normalise_answer(s: str) -> str:
     s = s.strip().strip("$").replace(" ", "").replace("\\left", "").replace("\\right", "")
     s = s.replace("\\!", "").replace("dfrac", "frac").replace("tfrac", "frac").rstrip(".")

@@ -121,6 +121,9 @@ class ClaimRow:
     reason: str = ""
     key: int = 0
     plain: str = ""
+    check: bool = False
+    """a numerical check (an identity or Taylor expansion), not evidence for the paper: the report lists
+    it apart and :func:`summarize` does not count it"""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ class ClaimSpec:
     reason: Callable[[Evidence], str | None] | None = field(default=None, compare=False)
     key: int = 0
     plain: str = ""
+    check: bool = False
+    """a numerical check, not a claim (see :attr:`ClaimRow.check`)"""
 
     def row(self, ev: Evidence, profile: str = "") -> ClaimRow | None:
         """This claim's row for ``ev`` (None when it is left out)."""
@@ -156,7 +161,7 @@ class ClaimSpec:
             return None
         quick_na = profile == "quick" and self.llm and row.verdict == NA and not (m and m.explained)
         why = self.reason(ev) if self.reason is not None and row.verdict in (PARTLY, FAILS) else None
-        row = replace(row, reason=why or "", key=self.key, plain=self.plain)
+        row = replace(row, reason=why or "", key=self.key, plain=self.plain, check=self.check)
         return replace(row, ours=NOT_IN_QUICK) if quick_na else row
 
 
@@ -176,7 +181,8 @@ class Summary:
 
 
 def summarize(rows: list[ClaimRow], n_findings: int = 3) -> Summary:
-    """Verdict counts of ``rows`` and the first ``n_findings`` measured key findings (:data:`SUMMARY_RULE`):
+    """Verdict counts of the claim rows of ``rows`` (numerical checks, :attr:`ClaimRow.check`, are not
+    counted) and the first ``n_findings`` measured key findings (:data:`SUMMARY_RULE`):
     for each key 1, 2, ... the first row in table order with that key and a verdict other than
     :data:`NA` (the LLM row precedes its tabular-LM twin in :data:`reproduce.claims.CLAIMS`)."""
     if n_findings < 0:
@@ -184,6 +190,7 @@ def summarize(rows: list[ClaimRow], n_findings: int = 3) -> Summary:
     bad = {r.verdict for r in rows} - set(VERDICTS)
     if bad:
         raise ValueError(f"unknown verdict(s) {sorted(bad)}; expected one of {VERDICTS}")
+    rows = [r for r in rows if not r.check]
     counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
     firsts: dict[int, ClaimRow] = {}
     for r in rows:

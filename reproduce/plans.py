@@ -1,27 +1,41 @@
-"""The two experiment plans of ``entropy-mech reproduce``: ``quick`` (<= 10 min on 2 CPU cores from an
-empty model cache) and ``full`` (<= 2 h). Each is a list of :class:`reproduce.experiments.Spec`.
+"""The experiment plans of ``entropy-mech reproduce``: ``quick`` (<= 15 min on 2 CPU cores from an empty
+model cache) and ``full`` (<= 2 h). Each is a list of :class:`reproduce.experiments.Spec`.
 
 Tags say which figure reads a run: ``group`` in {``law`` (sizes, paper Figs. 1, 3, 5, 7), ``methods``
 (Fig. 11, Table 2), ``sweep`` (Figs. 9, 10, 12), ``theory`` (first-order error vs step size), ``cov``
 (Fig. 8, Table 1)}; ``sweep`` names the swept knob and ``value`` its setting.
 
-LLM runs use the settings under which ``benchmarks/entropy_collapse.py`` shows the paper's phenomenon on
-this machine: the ``arithmetic`` task (operands 0..12), the default warm start (``llm_rl.pretrain``
-defaults: 3000 steps; 20% correct, 25% one-slip wrong and 55% systematically misconceived solutions, so
-greedy accuracy starts at 40%), RL lr 1e-4, 16 prompts x 8 responses, 8 optimizer mini-batches per
-rollout step (the paper's 8 updates per step), dynamic sampling, and per-state entropy-dynamics diagnostics
-every 10 steps. There (200 steps, 3 seeds) GRPO took greedy accuracy 40% -> 92%, T=0.6 accuracy 47% -> 91%
-and training entropy 0.338 -> 0.097 (-71%, two thirds of the fall in the first third). This toy has ~1
-"forking" token in 5, far more than an LLM's chain of thought, so the paper's token fractions (2e-4, 2e-3)
-select ~0 tokens per mini-batch: KL-Cov uses k = 0.2 and beta = 7 and Clip-Cov r = 0.2 (both need
-``allow_large_ratio``); with them KL-Cov ended at 3.4x GRPO's entropy.
+``quick`` runs its LLM experiments on the reasoning-length ``stepwise`` task (llm_rl/tasks/stepwise.py:
+5 operands in 0..20, one written equation per step and a ``\\boxed{}`` answer, ~44 tokens per response):
+one warm start of the default model (``m96``; 1500 steps, the task's mix of 30% correct, 20% one-slip and
+50% misconceived solutions; validation greedy accuracy 54%, T=1 accuracy 36%, T=1 token entropy 0.055
+nats, 362 s of one core), then GRPO and KL-Cov with 3 seeds each for 60 steps: lr 1e-4, 8 prompts x 8
+responses, 4 optimizer mini-batches per rollout step, dynamic sampling, validation on 64 prompts every 5
+steps, diagnostics every 10. Measured (one ``reproduce --profile quick``, 3 seeds each): GRPO took
+greedy validation accuracy 45% -> 87% (mean of the final steps' 89%, 92%, 80%), validation entropy
+0.060 -> 0.031 nats and training entropy down 42% (about half of the fall in the first third of the
+steps, 85% of the accuracy gain there); KL-Cov (k = 0.05, beta = 2: with ~45-token responses the
+arithmetic settings k = 0.2, beta = 7 penalise so many tokens that accuracy stalled at 45% -> 36% in a
+single 40-step run) ended at 1.47x GRPO's training entropy with greedy accuracy 45% -> 72%. Shorter
+warm starts are more uncertain but too weak for GRPO to sharpen within the budget (600 steps: entropy
+0.16, greedy 15%; GRPO's accuracy did not rise in 10-30 steps at lr 1e-4 or 3e-4). No size runs, so
+the size-scaling claim (Fig. 7), Clip-Cov / clip-higher and the entropy-control sweeps read "not measured
+in quick". The simulator runs share the cores with the warm start. Wall time from an empty model cache:
+9.7 min (583 s; warm start 338 s, each RL run ~70 s; 2 jobs on a 2-core machine shared with other work),
+leaving ~35% of the 15 minutes for costlier diagnosed steps; the report states the run's own.
 
-``quick``: one warm start (the default model, ``m96``), GRPO and KL-Cov with 2 seeds each at 150 steps
-(validation every 5), the simulator runs sharing the cores with the warm start; no size runs, so the
-size-scaling claim (Fig. 7), Clip-Cov / clip-higher and the entropy-control sweeps read "not measured in
-quick". Its wall time from an empty model cache is in the report and in README.md.
-``full``: the same settings with 300 steps, 3 seeds of GRPO / clip-higher / Clip-Cov / KL-Cov at m96,
-GRPO at five sizes (3000-step warm starts each) for the law and its size scaling, and the sweeps.
+``full`` keeps the ``arithmetic`` task (operands 0..12, ``"19#14"``-style responses), where the
+collapse benchmark (``benchmarks/entropy_collapse.py``) shows the phenomenon: the default warm start
+(3000 steps; 20% correct, 25% one-slip, 55% misconceived; greedy accuracy 40%), RL lr 1e-4, 16 prompts x 8
+responses, 8 optimizer mini-batches per rollout step (the paper's 8 updates per step), dynamic sampling,
+diagnostics every 10 steps. There (200 steps, 3 seeds) GRPO took greedy accuracy 40% -> 92%, T=0.6
+accuracy 47% -> 91% and training entropy 0.338 -> 0.097 (-71%, two thirds of the fall in the first
+third). That toy has ~1 "forking" token in 5, far more than an LLM's chain of thought, so the paper's token
+fractions (2e-4, 2e-3) select ~0 tokens per mini-batch: KL-Cov uses k = 0.2 and beta = 7 and Clip-Cov
+r = 0.2 (both need ``allow_large_ratio``); with them KL-Cov ended at 3.4x GRPO's entropy. ``full`` runs
+300 steps, 3 seeds of GRPO / clip-higher / Clip-Cov / KL-Cov at m96, GRPO at five sizes (3000-step warm
+starts each) for the law and its size scaling, and the sweeps; moving its ~40 LLM runs to ``stepwise``
+(~4x the tokens per step) would not fit its 2 hours.
 Cost estimates (``est_s``) are one-core seconds measured on the development machine.
 ``gpu``: the scaled validation on one CUDA GPU (:func:`gpu_plan`; ``--tiny``: the same steps at toy size on
 CPU), with its benchmark steps (:func:`bench_steps`).
@@ -37,7 +51,8 @@ from theory.names import MAX_UNGUARDED_RATIO
 from .experiments import MODEL_PLACEHOLDER, Spec
 from .gpu_steps import BenchStep
 
-TASK = "arithmetic"
+TASK = "arithmetic"  # the full and gpu profiles' task
+QUICK_TASK = "stepwise"  # the quick profile's task: reasoning-length responses (llm_rl/tasks/stepwise.py)
 SIZES = {  # name -> llm_rl.model.default_model_config overrides (the default model is "m96")
     "m32": {"hidden_size": 32, "num_layers": 2, "intermediate_size": 64},
     "m64": {"hidden_size": 64, "num_layers": 2, "intermediate_size": 128},
@@ -55,8 +70,21 @@ METHOD_PARAMS = {  # token fractions sized for this toy (see the module docstrin
 # the collapse benchmark's settings, stated explicitly (--minibatches: the old spelling of --num-minibatches)
 RL_ARGS = ["--lr", "1e-4", "--minibatches", "8"]
 DIAGNOSE_EVERY = 10  # per-state entropy-dynamics diagnostics (fig_dynamics; ~6% of a diagnosed step)
-QUICK = {"steps": 150, "val_every": 5, "seeds": {"grpo": (0, 1), "kl_cov": (0, 1)}}
-FULL = {"steps": 300, "val_every": 10,
+# quick: the stepwise task's settings (see the module docstring for what they gave)
+QUICK_PRETRAIN_STEPS = 1500  # shorter warm starts (600 steps) leave GRPO nothing to sharpen in 60 steps
+QUICK_PRETRAIN_EST = 360.0  # one-core seconds, including its validation (measured: 362 s CPU)
+QUICK_STEPS, QUICK_VAL_EVERY, QUICK_N_VAL = 60, 5, 64
+QUICK_RL_ARGS = ["--lr", "1e-4", "--minibatches", "4", "--prompts-per-step", "8", "--group-size", "8"]
+QUICK_STEP_EST = 1.3  # one-core seconds per rollout step, validation and diagnostics included
+QUICK_METHOD_PARAMS = {"grpo": [],  # ~45-token responses: KL-Cov's k = 0.2, beta = 7 froze accuracy there
+                       "kl_cov": ["--objective-param", "kl_ratio=0.05", "--objective-param", "kl_coef=2.0",
+                                  "--objective-param", "allow_large_ratio=true"]}
+QUICK = {"task": QUICK_TASK, "pretrain_steps": QUICK_PRETRAIN_STEPS, "pretrain_est": QUICK_PRETRAIN_EST,
+         "steps": QUICK_STEPS, "val_every": QUICK_VAL_EVERY, "n_val": QUICK_N_VAL, "rl_args": QUICK_RL_ARGS,
+         "step_est": QUICK_STEP_EST, "method_params": QUICK_METHOD_PARAMS,
+         "seeds": {"grpo": (0, 1, 2), "kl_cov": (0, 1, 2)}}
+FULL = {"task": TASK, "pretrain_steps": 3000, "steps": 300, "val_every": 10, "n_val": 128, "rl_args": RL_ARGS,
+        "step_est": 0.9, "method_params": METHOD_PARAMS,
         "seeds": {o: (0, 1, 2) for o in ("grpo", "clip_higher", "clip_cov", "kl_cov")}}
 PROFILES = ("quick", "full", "gpu")
 
@@ -66,19 +94,21 @@ def bench_steps(profile: str, tiny: bool = False) -> list:
     return gpu_bench_steps(tiny) if profile == "gpu" else []
 
 
-def _pretrain(size: str, steps: int, est: float) -> Spec:
-    args = ["--task", TASK, "--steps", str(steps)]
+def _pretrain(size: str, steps: int, est: float, task: str = TASK) -> Spec:
+    args = ["--task", task, "--steps", str(steps)]
     for k, v in SIZES[size].items():
         args += ["--model-size", f"{k}={v}"]
     return Spec(f"pretrain-{size}", "pretrain", tuple(args), tags={"size_name": size}, est_s=est)
 
 
 def _train(name: str, size: str, objective: str, seed: int, steps: int, val_every: int, est: float,
-           extra: list[str] | tuple = (), **tags) -> Spec:
-    args = ["--task", TASK, "--model", MODEL_PLACEHOLDER, "--objective", objective, "--steps", str(steps),
-            "--seed", str(seed), "--val-every", str(val_every), "--n-val", "128",
-            "--checkpoint-every", str(steps), "--diagnose-every", str(DIAGNOSE_EVERY), *RL_ARGS,
-            *METHOD_PARAMS.get(objective, []), *extra]
+           extra: list[str] | tuple = (), p: dict | None = None, **tags) -> Spec:
+    p = p or FULL
+    args = ["--task", p["task"], "--model", MODEL_PLACEHOLDER, "--objective", objective,
+            "--steps", str(steps), "--seed", str(seed), "--val-every", str(val_every),
+            "--n-val", str(p["n_val"]),
+            "--checkpoint-every", str(steps), "--diagnose-every", str(DIAGNOSE_EVERY), *p["rl_args"],
+            *p["method_params"].get(objective, []), *extra]
     return Spec(name, "train", tuple(args), needs=f"pretrain-{size}",
                 tags={"size_name": size, "objective": objective, "seed": seed, **tags}, est_s=est)
 
@@ -129,17 +159,17 @@ def plan(profile: str, tiny: bool = False) -> list[Spec]:
     steps, val_every = p["steps"], p["val_every"]
     sizes = ("m96",) if quick else tuple(SIZES)
     pre_est = {"m32": 70, "m64": 90, "m96": 150, "m128": 400, "m192": 700}  # 3000 steps, one core
-    specs = [_pretrain(s, 3000, pre_est[s]) for s in sizes]
-    t_est = 0.9 * steps + 15  # 8 mini-batches per step, validation every val_every steps
+    specs = [_pretrain(s, p["pretrain_steps"], p.get("pretrain_est", pre_est[s]), p["task"]) for s in sizes]
+    t_est = p["step_est"] * steps + 15  # validation every val_every steps, diagnostics every DIAGNOSE_EVERY
     # law across sizes (grpo, seed 0); the m96 run doubles as the methods' grpo seed 0
     specs += [_train(f"llm-grpo-{s}-s0", s, "grpo", 0, steps, val_every,
-                     t_est * (2.0 if s in ("m128", "m192") else 1.0),
+                     t_est * (2.0 if s in ("m128", "m192") else 1.0), p=p,
                      group="law" if len(sizes) > 1 else "methods") for s in sizes]
     for obj in METHOD_PARAMS:
         for seed in p["seeds"].get(obj, ()):
             if obj == "grpo" and seed == 0:
                 continue
-            specs.append(_train(f"llm-{obj}-m96-s{seed}", "m96", obj, seed, steps, val_every, t_est,
+            specs.append(_train(f"llm-{obj}-m96-s{seed}", "m96", obj, seed, steps, val_every, t_est, p=p,
                                 group="methods"))
     ent_coefs, kl_coefs = ((), ()) if quick else ((1e-4, 1e-3, 5e-3, 1e-2), (1e-3, 1e-2, 5e-2, 0.1))
     specs += [_train(f"llm-ent{c}-m96-s0", "m96", "grpo", 0, steps, val_every, t_est,

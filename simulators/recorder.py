@@ -19,8 +19,10 @@ Each is ``[B, S]`` per step; ``agg_<key>`` is Σ_s ω(s)·value with the world's
 (ρ, normalised visitation, or reach/L) at the pre-step policy, themselves stored as ``state_weight``
 ``[B, S]``. Per run ``[B]``: ``reward`` (exact expected return; the success probability, i.e. accuracy,
 of the tabular LM), and for sampled rules ``sampled_reward`` (batch mean) and ``cov_eq10`` (mean over the
-batch tokens of paper Eq. 10, ``theory.token_covariance`` of log π_old and the advantages used), NaN
-for exact rules; ``metric_<name>`` for objective metrics (``/`` in a name becomes ``.``).
+batch tokens of paper Eq. 10, ``theory.token_covariance`` of log π_old and the advantages used) and
+``cov_eq8`` (the response-level covariance of paper Eqs. 8-9 over the instance's M responses, one prompt's
+group: ``theory.covariance.response_covariance``, ``pg`` form), NaN for exact rules; ``metric_<name>``
+for objective metrics (``/`` in a name becomes ``.``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from theory import entropy_step_report, predicted_entropy_change, token_covariance
+from theory.covariance import response_covariance
 
 from .rules import StepResult
 from .world_base import Exact
@@ -59,6 +62,31 @@ def batch_covariance(old_log_prob: torch.Tensor, token_adv: torch.Tensor, mask: 
     for b in range(old_log_prob.shape[0]):
         cov = token_covariance(old_log_prob[b], token_adv[b], mask[b])  # [M, T]
         out.append(cov.sum() / mask[b].sum().clamp_min(1))
+    return torch.stack(out)
+
+
+def response_level_covariance(old_log_prob: torch.Tensor, token_adv: torch.Tensor,
+                              mask: torch.Tensor) -> torch.Tensor:
+    """Paper Eqs. 8-9 per run: the M responses of each run are one prompt's group; a response's advantage is
+    the mean of its tokens' advantages (GRPO copies one value to every token).
+
+    Args:
+      old_log_prob, token_adv: ``[B, M, T]``; mask: ``[B, M, T]`` bool.
+    Returns:
+      ``[B]`` (NaN for a run with an empty response).
+    """
+    if not (old_log_prob.shape == token_adv.shape == mask.shape) or old_log_prob.dim() != 3:
+        raise ValueError("old_log_prob, token_adv and mask must share one [B, M, T] shape")
+    out = []
+    for b in range(old_log_prob.shape[0]):
+        m = mask[b].bool()
+        n = m.sum(-1)
+        if bool((n == 0).any()):
+            out.append(torch.full((), float("nan"), dtype=old_log_prob.dtype, device=old_log_prob.device))
+            continue
+        adv = (token_adv[b] * m).sum(-1) / n
+        groups = torch.zeros(m.shape[0], dtype=torch.long, device=m.device)
+        out.append(response_covariance(old_log_prob[b], m, adv, groups, "pg")["batch_mean"])
     return torch.stack(out)
 
 
@@ -96,8 +124,10 @@ def record_step(logits: torch.Tensor, result: StepResult, ex: Exact, lr: float) 
         rec["cov_eq10"] = batch_covariance(result.old_log_prob, result.token_adv, result.batch.mask).to(
             nan.dtype
         )
+        rec["cov_eq8"] = response_level_covariance(result.old_log_prob, result.token_adv,
+                                                   result.batch.mask).to(nan.dtype)
     else:
-        rec["sampled_reward"], rec["cov_eq10"] = nan, nan
+        rec["sampled_reward"], rec["cov_eq10"], rec["cov_eq8"] = nan, nan, nan
     for name, value in result.metrics.items():
         rec["metric_" + name.replace("/", ".")] = value
     return rec

@@ -56,21 +56,88 @@ def write_llm_run(out, *, objective: str = "grpo", seed: int = 0, steps: int = 6
     return out
 
 
-def _diagnosed(out: Path, step: int, rng, states: int = 24, vocab: int = 7, samples: int = 40) -> dict:
-    """``diag/*`` keys of one synthetic diagnosed update (the per-state file is written too)."""
+TERMS = ("own", "cross", "history")
+"""decomposition terms of /tmp/iface12.md, keyed as in ``summarize_run(...)["decomposition"]``"""
+ARRAYS = {"own": "dH_own", "cross": "dH_cross", "history": "dH_hist"}
+
+
+def fake_states(rng, states: int = 24, vocab: int = 7, mode: str = "own") -> dict[str, np.ndarray]:
+    """Per-state arrays of one synthetic diagnosed update, following the decomposition interface: exact
+    ``dH_obs`` and Lemma 1 / second order of seeded random logits and a small logit step; ``dH_own``,
+    ``dH_cross``, ``dH_hist`` (summing to ``dH_lin``) split ``dH_first`` with the own-state term dominant
+    (``mode="own"``) or the cross-state term dominant and the own term unrelated (``mode="cross"``);
+    ``dH_thm1`` / ``dH_thm2`` follow the own term. ``dH_tab`` is kept for readers of old run folders."""
     import torch
 
-    from llm_rl.diagnostics import diagnose_step
-    from rundir.diagnostics_files import save_per_state
+    from theory import entropy_step_report
 
     g = torch.Generator().manual_seed(int(rng.integers(2**31)))
     z = torch.randn(states, vocab, generator=g, dtype=torch.float64) * 2
-    z_new = z + 0.01 * torch.randn(states, vocab, generator=g, dtype=torch.float64)
-    idx = torch.randint(states, (samples,), generator=g)
-    summary, per_state = diagnose_step(z, z_new, torch.randint(vocab, (samples,), generator=g),
-                                       torch.randn(samples, generator=g, dtype=torch.float64), idx, idx % 5)
-    save_per_state(out, step, per_state)
+    rep = entropy_step_report(z, 0.01 * torch.randn(states, vocab, generator=g, dtype=torch.float64))
+    obs, first = rep["exact"].numpy(), rep["first_order"].numpy()
+    noise = lambda scale: scale * np.abs(first).mean() * rng.standard_normal(states)  # noqa: E731
+    if mode == "own":
+        own, cross = 0.85 * first + noise(0.05), 0.1 * first + noise(0.05)
+    elif mode == "cross":
+        own, cross = noise(0.1), first.copy()
+    else:
+        raise ValueError(f"mode must be 'own' or 'cross', got {mode!r}")
+    hist = first - own - cross + noise(0.01)
+    thm = own * 1.1 + noise(0.02)
+    return {"entropy": rep["entropy"].numpy(), "dH_obs": obs, "dH_first": first,
+            "dH_second": rep["second_order"].numpy(), "dH_lin": own + cross + hist, "dH_own": own,
+            "dH_cross": cross, "dH_hist": hist, "dH_thm1": thm, "dH_thm2": 0.5 * thm, "dH_tab": thm,
+            "tab_unit": thm}
+
+
+def _diagnosed(out: Path, step: int, rng, states: int = 24) -> dict:
+    """``diag/*`` keys of one synthetic diagnosed update (the per-state file is written too)."""
+    from theory.agreement import r2, sign_accuracy
+    from rundir.diagnostics_files import save_per_state
+
+    s = fake_states(rng, states)
+    save_per_state(out, step, s)
+    obs, first = s["dH_obs"], s["dH_first"]
+    cov = np.sort(rng.standard_normal(4 * states) ** 3)[::-1]
+    summary = {"diag/states": float(states), "diag/r2_first": r2(obs, first),
+               "diag/r2_second": r2(obs, s["dH_second"]), "diag/sign_acc_first": sign_accuracy(obs, first),
+               "diag/rel_err_first": float(np.median(np.abs(obs - first) / np.abs(obs))),
+               "diag/rel_err_second": float(np.median(np.abs(obs - s["dH_second"]) / np.abs(obs))),
+               "diag/eta_eff": 1.0, "diag/r2_tab": r2(obs, s["dH_tab"]), "diag/corr_tab": 0.9,
+               "diag/sign_acc_tab": sign_accuracy(obs, s["dH_tab"])}
+    for p in (0.02, 0.2, 2.0, 20.0, 50.0, 100.0):
+        summary[f"diag/cov_top_{p:g}pct"] = float(cov[: max(1, int(cov.size * p / 100))].mean())
     return summary
+
+
+def decomposition(per_step: list[dict[str, np.ndarray]], *, flip: str = "", shuffle: str = "",
+                  seed: int = 0, eta_source: str = "fitted per step, eta >= 0") -> dict:
+    """``summarize_run(...)["decomposition"]`` of /tmp/iface12.md computed from per-state arrays, with the
+    term or prediction named by ``flip`` ("own", "theorem", "linearised", ...) sign-flipped or by
+    ``shuffle`` permuted across states before scoring (for tests that a wrong input fails the rows)."""
+    from theory.agreement import agreement
+
+    rng = np.random.default_rng(seed)
+    cat = {k: np.concatenate([s[k] for s in per_step]).astype(float) for k in per_step[0]}
+    names = {**ARRAYS, "linearised": "dH_lin", "theorem": "dH_thm1", "theorem2": "dH_thm2"}
+    pred = {}
+    for name, key in names.items():
+        x = cat[key]
+        x = -x if flip == name else x
+        pred[name] = rng.permutation(x) if shuffle == name else x
+    total = sum(np.abs(cat[ARRAYS[t]]).sum() for t in TERMS)
+    out: dict = {"steps": len(per_step), "states": int(cat["dH_obs"].size)}
+    for name, x in pred.items():
+        fit = name.startswith("theorem")
+        a = agreement(cat["dH_obs"], x, fit_eta=fit and eta_source.startswith("fitted"), seed=seed)
+        d = {"r2": a.r2, "r2_ci": list(a.r2_ci), "sign_acc": a.sign_acc, "sign_acc_ci": list(a.sign_acc_ci)}
+        if name in TERMS:
+            d["share"] = float(np.abs(cat[ARRAYS[name]]).sum() / total)
+        if fit:
+            d.update(rule=name.replace("theorem", "theorem1") if name == "theorem" else "theorem2",
+                     eta_source=eta_source, corr=a.corr, corr_ci=list(a.corr_ci))
+        out[name] = d
+    return out
 
 
 def write_sim_run(out, **config) -> Path:

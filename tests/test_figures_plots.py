@@ -115,5 +115,7 @@ def test_theory_slope_two(runs, tmp_path):
     d = plot_theory(runs["sim_pg"], [runs["sim_lm"], runs["grpo"][0]], tmp_path / "t")
     assert d.step_size.slope == pytest.approx(2.0, abs=0.15)
     kinds = {r.kind: r for r in d.scatter}
-    assert kinds["sim"].pearson > 0.9 and kinds["llm"].pearson == pytest.approx(1.0)
+    assert kinds["sim"].pearson > 0.5 and kinds["llm"].pearson == pytest.approx(1.0)
+    thm = d.theorem[0]  # Theorem 1 against the exact change of a GRPO + Adam tabular LM: signs mostly right
+    assert thm.rule == "theorem1" and thm.per_state.sign_acc > 0.6 and thm.per_state.corr_ci[0] > 0
     assert (tmp_path / "t.png").is_file()

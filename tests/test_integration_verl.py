@@ -103,6 +103,37 @@ def test_clip_cov_equals_verl_when_every_candidate_is_selected(mode):
     assert checked >= 2
 
 
+@pytest.mark.parametrize("name", ["kl_cov", "clip_cov"])
+def test_one_objective_call_equals_the_objective_with_precomputed_stats(name):
+    """The plugin hands the objective hooks (no second ρ / PPO / Eq. 10 pass): its loss, gradient and metrics
+    equal, bit for bit, the objective called with the float64-sum means and the selection given up front."""
+    from theory.cov_selection import CovStats, prepare_tokens
+    from theory.objectives import clip_cov, kl_cov
+
+    cfg = _config(clip_cov_ratio=0.02, clip_cov_lb=0.0, clip_cov_ub=5.0, kl_cov_ratio=0.02, ppo_kl_coef=0.7)
+    fn = ev.compute_policy_loss_em_kl_cov if name == "kl_cov" else ev.compute_policy_loss_em_clip_cov
+    for dtype in (torch.float32, torch.float64):
+        old, lp, adv, mask = (t.to(dtype) if t.is_floating_point() else t for t in _batch(5, B=8, T=50))
+        ev.configure(seed=11)
+        loss, grad, met = _loss_and_grad(fn, old, lp, adv, mask, "token-mean", cfg)
+        ev.configure(seed=11)
+        sel = ev.select_tokens(name, old, lp, adv, mask, cfg)
+        ev.configure()
+        p_lp, _, p_adv, m, _ = prepare_tokens(lp, old, adv, mask)
+        n = m.sum().double()
+        means = (torch.stack([p_lp.double().sum(), p_adv.double().sum()]) / n).to(dtype)
+        stats = CovStats(mean_log_prob=means[0], mean_advantage=means[1], selected=sel)
+        x = lp.clone().requires_grad_(True)
+        obj = kl_cov if name == "kl_cov" else clip_cov
+        mat, want = obj(x, old, adv, mask, **ev.hyperparameters(name, cfg), stats=stats)
+        ref = core_algos.agg_loss(loss_mat=mat, loss_mask=mask, loss_agg_mode="token-mean")
+        ref.backward()
+        assert 0 < int(sel.sum()) and torch.equal(loss, ref.detach()) and torch.equal(grad, x.grad), dtype
+        for key, v in want.items():
+            assert torch.equal(met["actor/em_" + key.split("/", 1)[1]], v), key
+        assert int(met["actor/em_num_tokens_global"]) == int(mask.sum())
+
+
 def test_clip_cov_is_seeded_and_ignores_the_global_rng():
     old, lp, adv, mask = _batch(3, B=8, T=40, adv_scale=2.0)
     cfg = _config(clip_cov_ratio=0.01, clip_cov_lb=0.0, clip_cov_ub=5.0)

@@ -38,7 +38,7 @@ def _tabular_sgd_step(z, states, tokens, adv, lr):
     return (table - lr * table.grad).detach()
 
 
-def test_tabular_prediction_is_exact_first_order_for_sgd_on_free_logits():
+def test_theorem1_prediction_is_exact_first_order_for_sgd_on_free_logits():
     g = torch.Generator().manual_seed(0)
     n_states, vocab, n = 6, 11, 40
     z = torch.randn(n_states, vocab, generator=g, dtype=F64) * 2
@@ -47,16 +47,41 @@ def test_tabular_prediction_is_exact_first_order_for_sgd_on_free_logits():
     adv = torch.randn(n, generator=g, dtype=F64)
     lr = 1e-3
     z_new = _tabular_sgd_step(z, states, tokens, adv, lr)
-    summary, per_state = diagnose_step(z, z_new, tokens, adv, states, states)
-    # Δz_s = (η/N) Σ_{i at s} A_i (e_{a_i} − π_s), so Lemma 1 at s is exactly (η/N)·tab_unit_s
-    assert torch.allclose(per_state["dH_first"], lr / n * per_state["tab_unit"], atol=1e-9, rtol=1e-4)
+    w = torch.full((n,), 1.0 / n, dtype=F64)  # the token-mean loss's aggregation weights
+    summary, per_state = diagnose_step(z, z_new, tokens, adv, states, states, weights=w, step_size=lr)
+    # Δz_s = η Σ_{i at s} w_i A_i (e_{a_i} − π_s), so Lemma 1 at s is exactly Theorem 1's per-sample form
+    assert torch.allclose(per_state["dH_first"], per_state["dH_thm1"], atol=1e-12, rtol=1e-6)
     # the same per-sample formula as theory.sample_entropy_contribution
     per_sample = T.sample_entropy_contribution(z[states], tokens[:, None], adv[:, None], 1.0).squeeze(-1)
     ref = torch.zeros(n_states, dtype=F64).index_add_(0, states, per_sample)
-    assert torch.allclose(per_state["tab_unit"], ref, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(per_state["dH_thm1"], lr / n * ref, atol=1e-9, rtol=1e-5)
     assert summary["diag/r2_first"] > 0.99 and summary["diag/sign_acc_first"] == 1.0
-    assert math.isclose(summary["diag/eta_eff"], lr / n, rel_tol=0.05)
+    assert summary["diag/r2_thm1"] > 0.99 and summary["diag/sign_acc_thm1"] == 1.0
+    assert summary["diag/eta_thm1"] == lr and summary["diag/eta_thm1_from_lr"] == 1.0
+    # fitted (sign-constrained) η recovers the step size
+    fitted, _ = diagnose_step(z, z_new, tokens, adv, states, states, weights=w)
+    assert math.isclose(fitted["diag/eta_thm1"], lr, rel_tol=0.01) and fitted["diag/eta_thm1_from_lr"] == 0.0
     assert set(summary) <= set(SUMMARY_KEYS)
+
+
+def test_a_sign_flipped_or_shuffled_theorem_prediction_fails():
+    g = torch.Generator().manual_seed(3)
+    n_states, vocab, n = 12, 9, 96
+    z = torch.randn(n_states, vocab, generator=g, dtype=F64) * 2
+    states = torch.arange(n_states).repeat(n // n_states)
+    tokens = torch.multinomial(torch.softmax(z[states], -1), 1, generator=g).squeeze(-1)
+    adv = torch.randn(n, generator=g, dtype=F64)
+    z_new = _tabular_sgd_step(z, states, tokens, adv, 1e-3)
+    good, _ = diagnose_step(z, z_new, tokens, adv, states, states)
+    flipped, ps = diagnose_step(z, z_new, tokens, -adv, states, states)  # wrong sign of the update
+    shuffled, _ = diagnose_step(z, z_new, tokens, adv[torch.randperm(n, generator=g)], states, states)
+    assert good["diag/r2_thm1"] > 0.99 and good["diag/sign_acc_thm1"] == 1.0
+    # the sign-constrained fit cannot rescue a flipped prediction: η = 0, R² <= 0, signs all wrong
+    assert flipped["diag/eta_thm1"] == 0.0 and flipped["diag/r2_thm1"] <= 0.0
+    assert flipped["diag/sign_acc_thm1"] == 0.0 and flipped["diag/corr_thm1"] < -0.99
+    assert shuffled["diag/r2_thm1"] < 0.5 and shuffled["diag/sign_acc_thm1"] < 0.8
+    with pytest.raises(ValueError, match="step_size"):
+        diagnose_step(z, z_new, tokens, adv, states, states, step_size=-1.0)
 
 
 def test_first_order_error_shrinks_quadratically_with_the_step():
@@ -128,10 +153,23 @@ def test_first_order_error_shrinks_about_4x_when_lr_halves(tiny_model, tmp_path)
 
 
 def test_diagnose_cli(tiny_model, tmp_path, capsys):
+    import json
+
     from cli.main import main
 
     _diag_run(tiny_model, tmp_path / "run", lr=1e-5, steps=1)
     assert main(["diagnose", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
-    assert "R² over all stored states (Lemma 1)" in out
+    assert "R² over all stored states (Lemma 1: identity)" in out
+    for label in ("own samples", "other tokens (cross)", "optimizer history", "linearised (sum)",
+                  "Theorem 1"):
+        assert label in out
+    assert main(["diagnose", "--json", str(tmp_path / "run")]) == 0
+    res = json.loads(capsys.readouterr().out)[str(tmp_path / "run")]
+    terms = {"own", "cross", "history", "linearised", "theorem", "theorem2"}
+    assert set(res["run"]["decomposition"]) >= terms
+    step = res["steps"][0]
+    assert set(step) >= {"step", "own", "cross", "history", "linearised", "theorem", "observed", "closure"}
+    total = step["own"]["sum"] + step["cross"]["sum"] + step["history"]["sum"]
+    assert total == pytest.approx(step["linearised"]["sum"], rel=1e-3, abs=1e-12)
     assert main(["diagnose", str(tmp_path)]) == 2

@@ -1,4 +1,5 @@
-"""Data parallelism: 2 processes on gloo (CPU) match 1 process on the same global batch."""
+"""Data parallelism: 2 processes on gloo (CPU) match 1 process on the same global batch (diagnostics
+and the entropy-change decomposition included)."""
 
 import os
 import socket
@@ -37,6 +38,7 @@ SCRIPT = textwrap.dedent('''
     tasks_pkg.TASKS["even_length"] = EvenLengthTask
     model_dir, out = sys.argv[1], sys.argv[2]
     cfg = TrainConfig(steps=2, model=model_dir, device="cpu", val_every=100, checkpoint_every=100,
+                      diagnose_every=1,
                       data=DataConfig(task="even_length", n_train=64, n_val=4),
                       rollout=RolloutConfig(prompts_per_step=4, group_size=4, max_new_tokens=6),
                       objective=ObjectiveConfig(name="kl_cov", params={"kl_ratio": 0.05}),
@@ -95,3 +97,7 @@ def test_two_processes_match_one(tmp_path):
         if "entropy/train" in r1:
             assert r1["entropy/train"] == pytest.approx(r2["entropy/train"], rel=1e-4)
             assert r1["loss/policy"] == pytest.approx(r2["loss/policy"], rel=1e-3, abs=1e-5)
+        # the entropy-change decomposition: loss gradients all-reduced over ranks, diagnosed on rank 0
+        for key in ("diag/dH_obs_sum", "diag/dH_lin_sum", "diag/dH_own_sum", "diag/dH_cross_sum"):
+            if "entropy/train" in r1:
+                assert r1[key] == pytest.approx(r2[key], rel=1e-3, abs=1e-7), key

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tolerances import ATOL_F32, EXACT_F64, MC_SIGMAS, RTOL_F32, RTOL_F64
 from theory.aggregation import AGG_MODES, aggregate, global_counts
+from theory.cov_selection import prepare_tokens, scope_moments
 from theory.covariance import token_covariance
 from theory.kl import categorical_kl
 from theory.objectives import (
@@ -17,6 +18,7 @@ from theory.objectives import (
     METRIC_CANDIDATE_FRAC,
     METRIC_COV_MEAN,
     METRIC_DESCRIPTIONS,
+    METRIC_NUM_TOKENS,
     METRIC_SELECTED_COUNT,
     OBJECTIVES,
     CovStats,
@@ -291,6 +293,56 @@ def test_partial_stats_means_and_quota():
                      **_COV_KW_SMALL["clip_cov"])
     n = int(mask.sum())
     assert int(m3[METRIC_SELECTED_COUNT]) == round(float(m3[METRIC_CANDIDATE_FRAC]) * n)
+
+
+def test_stats_hooks_reduce_and_choose():
+    """CovStats.reduce makes the means and quota the scope's (two identical "ranks": same means, twice the
+    quota); CovStats.choose replaces the rule's own choice (the generator is then unused)."""
+    lp, old, adv, mask = _batch(21, B=8, T=60)
+    kw = _COV_KW_SMALL["kl_cov"]
+    n = int(mask.sum())
+    seen = []
+
+    def twice(sums):
+        seen.append(sums.clone())
+        return sums * 2
+    _, m1 = kl_cov(lp, old, adv, mask, stats=CovStats(reduce=twice), **kw)
+    assert seen and seen[0].dtype == torch.float64 and int(seen[0][2]) == n
+    assert int(m1[METRIC_SELECTED_COUNT]) == max(1, math.floor(2 * n * kw["kl_ratio"]))
+    assert int(m1[METRIC_NUM_TOKENS]) == n                       # the call's own N, the scope's only for k
+    L0, m0 = kl_cov(lp, old, adv, mask, **kw)
+    L2, m2 = kl_cov(lp, old, adv, mask, stats=CovStats(reduce=lambda s: s), **kw)
+    torch.testing.assert_close(L2, L0, rtol=EXACT_F64, atol=EXACT_F64)
+    assert int(m2[METRIC_SELECTED_COUNT]) == int(m0[METRIC_SELECTED_COUNT])
+    assert scope_moments(lp, adv, mask, CovStats(reduce=twice))[2] == n
+
+    def first_k(cov, eligible, k):                               # the first k eligible tokens by position
+        return eligible & (eligible.reshape(-1).cumsum(0).reshape(eligible.shape) <= k)
+    ckw = dict(_COV_KW_SMALL["clip_cov"], clip_ratio=0.05)
+    spec = objective_spec("clip_cov")
+    with torch.no_grad():                                        # the hook on prepared inputs: the same rule
+        p_lp, p_old, p_adv, p_m, _ = prepare_tokens(lp, old, adv, mask)
+        want = spec.select(spec.validate(ckw), p_lp, p_old, p_adv, p_m, None,
+                           stats=CovStats(choose=first_k)).selected
+    assert 1 < int(want.sum()) < int(mask.sum())
+    losses = []
+    for gen in (_gen(0), _gen(1)):
+        L, met = clip_cov(lp, old, adv, mask, stats=CovStats(choose=first_k), generator=gen, **ckw)
+        assert bool((L[want] == 0).all()) and int(met[METRIC_SELECTED_COUNT]) == int(want.sum())
+        losses.append(L)
+    assert torch.equal(losses[0], losses[1])
+    _, met = kl_cov(lp, old, adv, mask, stats=CovStats(choose=first_k), **kw)
+    assert int(met[METRIC_SELECTED_COUNT]) == max(1, math.floor(n * kw["kl_ratio"]))
+
+
+def test_stats_hooks_are_checked():
+    lp, old, adv, mask = _batch(22)
+    with pytest.raises(ValueError, match="stats.reduce must be callable"):
+        kl_cov(lp, old, adv, mask, stats=CovStats(reduce=3))
+    with pytest.raises(ValueError, match="stats.choose must be callable"):
+        clip_cov(lp, old, adv, mask, stats=CovStats(choose="top"))
+    with pytest.raises(ValueError, match="without mean_log_prob"):
+        kl_cov(lp, old, adv, mask, stats=CovStats(mean_log_prob=torch.tensor(0.0), reduce=lambda s: s))
 
 
 def test_cov_scores_match_token_covariance():

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from cli.main import SUBCOMMANDS
-from fake_runs import write_llm_run, write_sim_lm, write_sim_pg
+from fake_runs import decomposition, fake_states, write_llm_run, write_sim_lm, write_sim_pg
 from figures.draw import draw_all
 from figures.fig_collapse import plot_collapse
 from figures.fig_covariance import MIN_GROUP_STATES, top_group_size
@@ -24,7 +24,7 @@ from reproduce.claim_rules import FAILS, HOLDS, NA, PARTLY, VERDICTS, Evidence, 
 from reproduce.claims import CLAIMS, claim_rows
 from reproduce.experiments import MODEL_PLACEHOLDER, check_plan, run_dir
 from reproduce.plans import plan
-from reproduce.reasons import fraction_text, method_gain_reason, step_model_reason
+from reproduce.reasons import decomposition_reason, fraction_text, method_gain_reason
 from reproduce.report import commands_section, model_variable, summary_section, table1_cells, write_report
 from rundir.files import atomic_write_json
 from rundir.finished import mark_finished
@@ -147,7 +147,7 @@ def test_summary_counts_follow_a_changed_verdict(drawn):
     results, _ = drawn
     rows = claim_rows(results)
     s = summarize(rows)
-    assert sum(s.counts.values()) == len(rows)
+    assert sum(s.counts.values()) == sum(not r.check for r in rows) < len(rows)  # checks are not counted
     assert [r.key for r in s.findings] == sorted(r.key for r in s.findings) and len(s.findings) == 3
     i = next(i for i, r in enumerate(rows) if r.verdict == HOLDS)
     flipped = rows[:i] + [replace(rows[i], verdict=FAILS)] + rows[i + 1:]
@@ -157,7 +157,8 @@ def test_summary_counts_follow_a_changed_verdict(drawn):
     # through the evidence: Cov anti-correlated with -dH -> that claim no longer holds, the counts move
     cov = results.covariance
     flipped_cov = replace(results, covariance=replace(
-        cov, cov_dh=tuple(replace(r, pearson=-r.pearson) for r in cov.cov_dh)))
+        cov, cov_dh=tuple(replace(r, pearson_raw=-r.pearson_raw, pearson_raw_ci=(-1.0, -0.5))
+                          for r in cov.cov_dh)))
     moved = summarize(claim_rows(flipped_cov)).counts
     assert moved[HOLDS] < s.counts[HOLDS] and moved[FAILS] > s.counts[FAILS]
     assert sum(moved.values()) == sum(s.counts.values())
@@ -204,12 +205,15 @@ def test_reasons_are_stated_only_when_the_data_shows_them(drawn):
     results, _ = drawn
     ev = Evidence(results)
     runs = results.dynamics.runs
-    good = replace(results, dynamics=replace(results.dynamics, runs=tuple(
-        replace(r, summary={**r.summary, "median_r2_first": 0.99, "median_r2_tab": 0.2}) for r in runs)))
-    assert "shared network" in step_model_reason(Evidence(good))
-    bad = replace(results, dynamics=replace(results.dynamics, runs=tuple(
-        replace(r, summary={**r.summary, "median_r2_first": 0.99, "median_r2_tab": 0.95}) for r in runs)))
-    assert step_model_reason(Evidence(bad)) is None
+    rng = np.random.default_rng(0)
+
+    def with_decomposition(mode):
+        dec = decomposition([fake_states(rng, mode=mode) for _ in range(3)])
+        return replace(results, dynamics=replace(results.dynamics, runs=tuple(
+            replace(r, summary={**r.summary, "decomposition": dec}) for r in runs)))
+
+    assert "other states (cross share" in decomposition_reason(Evidence(with_decomposition("cross")))
+    assert decomposition_reason(Evidence(with_decomposition("own"))) is None
     m = results.methods[Variant.LLM].methods
     g = m["grpo"]
     at_ceiling = replace(g, acc=replace(g.acc, final=g.acc.final._replace(mean=0.99)))

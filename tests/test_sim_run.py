@@ -247,3 +247,25 @@ def test_grpo_objective_hyperparameters_are_checked_before_the_run():
     world = make_world(cfg, torch.Generator())
     with pytest.raises(ValueError):
         make_rule(cfg, world, torch.zeros(1, 1, cfg.n_actions, dtype=torch.float64), torch.Generator())
+
+
+def test_grpo_records_the_response_level_covariance_of_eqs_8_9():
+    """``cov_eq8`` of a sampled run is theory.covariance.response_covariance of the batch (one group per
+    run); exact rules record NaN."""
+    from simulators.recorder import response_level_covariance
+    from theory.covariance import response_covariance
+
+    run = simulate(SimConfig(world="tabular_lm", rule="grpo", vocab=3, horizon=2, samples=8, steps=3,
+                             instances=4, init="random", lr=0.05))
+    assert run.arrays["cov_eq8"].shape == (3, 4) and np.isfinite(run.arrays["cov_eq8"]).all()
+    exact = simulate(SimConfig(world="bandit", rule="pg", steps=2, instances=2))
+    assert np.isnan(exact.arrays["cov_eq8"]).all()
+    g = torch.Generator().manual_seed(0)
+    lp = -torch.rand(2, 5, 3, generator=g, dtype=torch.float64)
+    adv = torch.randn(2, 5, 1, generator=g, dtype=torch.float64).expand(2, 5, 3)
+    mask = torch.ones(2, 5, 3, dtype=torch.bool)
+    got = response_level_covariance(lp, adv.contiguous(), mask)
+    ref = response_covariance(lp[1], mask[1], adv[1, :, 0], torch.zeros(5, dtype=torch.long))["batch_mean"]
+    assert torch.allclose(got[1], ref)
+    with pytest.raises(ValueError, match="one \\[B, M, T\\] shape"):
+        response_level_covariance(lp, adv[:1].contiguous(), mask)

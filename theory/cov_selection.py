@@ -21,7 +21,10 @@ compute its :class:`CovStats` once (:func:`theory.objectives.compute_cov_stats`,
 with the objective's hook: current log-probs from a no-grad forward, all-gathered across data-parallel
 ranks), pass ``stats=stats.rows(idx)`` with each micro-batch and aggregate with the whole-batch
 denominators (:mod:`theory.aggregation`): the micro-batch losses and gradients then sum to the whole
-batch's.
+batch's. A caller that spans the scope itself (the verl plugin: data-parallel ranks) instead passes
+:class:`CovStats` *hooks* — ``reduce`` (the scope's sums) and ``choose`` (the scope-wide choice) — so one
+objective call computes ρ, the PPO terms, the Eq. 10 scores and the candidates once, for the loss and the
+selection alike.
 
 Shapes: ``log_prob``, ``advantages``, ``mask`` (bool) and the returned masks are ``[B, T]`` (any shape,
 all equal); means, N and k are 0-dim tensors. Inputs are as :func:`prepare_tokens` returns them (the
@@ -49,6 +52,18 @@ class CovStats:
     (the candidate set depends on all tokens); ``mean_*`` alone make the Eq. 10 scores global, and
     ``quota`` alone fixes k (then applied within each call).
 
+    Two optional hooks let a caller that spans the scope itself (e.g. data-parallel ranks, the verl
+    plugin) hand the objective the parts it owns, so the objective computes every other quantity once:
+
+    - ``reduce(sums) -> sums``: maps this call's float64 ``[Σ log π, Σ A, N]`` over its unmasked tokens
+      to the scope's (e.g. an all-reduce; it may work in place). The means are then
+      ``(Σ / max(N, 1))`` in float64, cast to the tokens' dtype, and k = max(1, ⌊r·N_scope⌋); it
+      excludes ``mean_log_prob`` / ``mean_advantage``.
+    - ``choose(cov, eligible, k) -> selected``: the choice among the eligible tokens (bool ``[B, T]``
+      from the Eq. 10 scores, the rule's eligible set and the 0-dim int64 quota), replacing the rule's
+      own (top-k of ``cov`` for KL-Cov, a uniformly random subset for Clip-Cov; ``generator`` unused).
+      It must return a subset of ``eligible`` of size min(k, |eligible|).
+
     Attributes:
       mean_log_prob: 0-dim, masked mean of the detached current log π over the scope.
       mean_advantage: 0-dim, masked mean of A over the scope.
@@ -56,6 +71,8 @@ class CovStats:
       quota: 0-dim int64, k = max(1, ⌊r·N⌋) of the objective's ratio r.
       selected: bool ``[B, T]`` tokens chosen by the covariance rule, rows aligned with the tensors
         passed to the objective (slice with :meth:`rows`).
+      reduce: the scope-reduction hook above (None: this call is the scope, or the means are given).
+      choose: the selection hook above (None: the rule's own choice).
     """
 
     mean_log_prob: torch.Tensor | None = None
@@ -63,6 +80,8 @@ class CovStats:
     num_tokens: torch.Tensor | None = None
     quota: torch.Tensor | None = None
     selected: torch.Tensor | None = None
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    choose: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def rows(self, index) -> "CovStats":
         """The same statistics with ``selected`` restricted to rows ``index``: the slice or index
@@ -81,6 +100,12 @@ def check_cov_stats(stats, like: torch.Tensor) -> CovStats | None:
         v = getattr(stats, name)
         if v is not None and (not isinstance(v, torch.Tensor) or v.numel() != 1):
             raise ValueError(f"stats.{name} must be a 1-element tensor, got {v!r}")
+    for name in ("reduce", "choose"):
+        if getattr(stats, name) is not None and not callable(getattr(stats, name)):
+            raise ValueError(f"stats.{name} must be callable or None, got {getattr(stats, name)!r}")
+    if stats.reduce is not None and (stats.mean_log_prob is not None or stats.mean_advantage is not None):
+        raise ValueError("stats.reduce computes the scope means: pass it without mean_log_prob or "
+                         "mean_advantage")
     if stats.selected is not None:
         if not isinstance(stats.selected, torch.Tensor) or stats.selected.dtype != torch.bool:
             raise ValueError("stats.selected must be a bool tensor")
@@ -127,11 +152,26 @@ class Selection(NamedTuple):
         return CovStats(self.mean_log_prob, self.mean_advantage, self.num_tokens, self.quota, self.selected)
 
 
+def _moments(log_prob, advantages, mask, stats):
+    """(mean log π, mean A, N of this call, N of the scope) (see :func:`scope_moments`)."""
+    if stats is not None and stats.reduce is not None:
+        sums = torch.stack([log_prob.detach().double().sum(), advantages.double().sum(),
+                            torch.count_nonzero(mask).double()])
+        n = sums[2].to(torch.int64)
+        sums = stats.reduce(sums)
+        mean_lp, mean_adv = (sums[:2] / sums[2].clamp_min(1)).to(log_prob.dtype).unbind()
+        return mean_lp, mean_adv, n, sums[2].to(torch.int64)
+    mean_lp, mean_adv, n = scope_moments(log_prob, advantages, mask, stats)
+    return mean_lp, mean_adv, n, n
+
+
 def scope_moments(log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                   stats: CovStats | None = None):
     """(mean log π (detached), mean A, N) over the unmasked tokens passed in; the means of ``stats``
-    (when set) replace this call's own, N is always this call's."""
-    n = mask.sum()
+    (when set, or from its ``reduce`` hook) replace this call's own, N is always this call's."""
+    if stats is not None and stats.reduce is not None:
+        return _moments(log_prob, advantages, mask, stats)[:3]
+    n = torch.count_nonzero(mask)     # mask.sum() (int64), in one pass
     d = n.clamp_min(1).to(log_prob.dtype)
     if stats is not None and stats.mean_log_prob is not None:
         mean_lp = stats.mean_log_prob.to(log_prob.device, log_prob.dtype)
@@ -186,14 +226,17 @@ def random_subset(eligible: torch.Tensor, k: torch.Tensor, generator: torch.Gene
 
 def _select(log_prob, advantages, mask, ratio, stats, eligible_of, choose: Callable) -> Selection:
     """Scope statistics, Eq. 10 scores, the eligible set, then ``stats.selected`` if given (k None),
-    else ``choose(cov, eligible, k)`` with k = ``stats.quota`` or max(1, ⌊ratio·N⌋)."""
-    mean_lp, mean_adv, n = scope_moments(log_prob, advantages, mask, stats)
+    else ``choose(cov, eligible, k)`` (``stats.choose`` if set) with k = ``stats.quota`` or
+    max(1, ⌊ratio·N⌋), N of the scope (``stats.reduce``) or of this call."""
+    mean_lp, mean_adv, n, n_scope = _moments(log_prob, advantages, mask, stats)
     cov = centred_products(log_prob, advantages, mask, mean_lp, mean_adv)
     eligible = eligible_of(cov)
     if stats is not None and stats.selected is not None:
         return Selection(mean_lp, mean_adv, n, None, cov, eligible, stats.selected.to(mask.device) & mask)
     given = stats is not None and stats.quota is not None
-    k = stats.quota.to(mask.device) if given else token_quota(n, ratio)
+    k = stats.quota.to(mask.device) if given else token_quota(n_scope, ratio)
+    if stats is not None and stats.choose is not None:
+        choose = stats.choose
     return Selection(mean_lp, mean_adv, n, k, cov, eligible, choose(cov, eligible, k))
 
 

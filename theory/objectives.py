@@ -224,8 +224,13 @@ def validate_objective_params(name: str | ObjectiveName, params: Mapping) -> dic
 Loss = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
+def _ratio_of(d: torch.Tensor) -> torch.Tensor:
+    """ρ = exp(clamp(log ρ, ±LOG_RATIO_CLAMP)) of d = log ρ."""
+    return torch.exp(torch.clamp(d, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+
+
 def _ratio(lp: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return torch.exp(torch.clamp(lp - old, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+    return _ratio_of(lp - old)
 
 
 def _inputs(log_prob, old_log_prob, advantages, mask, stats):
@@ -236,14 +241,17 @@ def _inputs(log_prob, old_log_prob, advantages, mask, stats):
 
 def _ppo_terms(ratio, adv, m, eps_low, eps_high):
     """PPO surrogate max(−Aρ, −A·clip(ρ, 1−ε_l, 1+ε_h)) and where its clip is active (low / high)."""
-    pg1 = -adv * ratio
-    pg2 = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
-    clipped = (pg2 > pg1) & m
-    return torch.maximum(pg1, pg2), clipped & (ratio < 1.0 - eps_low), clipped & (ratio > 1.0 + eps_high)
+    neg_adv = -adv
+    pg1 = neg_adv * ratio
+    pg2 = neg_adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    clipped = (pg2 > pg1) & m     # the clamp moved ρ: ρ < 1 − ε_low or ρ > 1 + ε_high, never both
+    low = ratio < 1.0 - eps_low
+    return torch.maximum(pg1, pg2), clipped & low, clipped & ~low
 
 
-def _frac(count_mask: torch.Tensor, n: torch.Tensor, dtype) -> torch.Tensor:
-    return count_mask.sum().to(dtype) / n.clamp_min(1).to(dtype)
+def _frac(count: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """count / d with count a 0-dim integer tensor and d = max(N, 1) in the compute dtype."""
+    return count.to(d.dtype) / d
 
 
 def _metrics(ratio, lp, old, adv, m, stats, clip=None, sel: Selection | None = None, candidates=False):
@@ -254,18 +262,19 @@ def _metrics(ratio, lp, old, adv, m, stats, clip=None, sel: Selection | None = N
         cov = centred_products(lp, adv, m, mean_lp, mean_adv)
     else:
         n, cov = sel.num_tokens, sel.cov
-    d, zero = n.clamp_min(1).to(lp.dtype), torch.zeros_like(ratio)
-    k3 = torch.where(m, ratio.detach() - 1.0 - torch.log(ratio.detach()), zero).sum() / d
-    out = {METRIC_NUM_TOKENS: n.detach(), METRIC_COV_MEAN: cov.sum() / d, METRIC_APPROX_KL: k3,
-           METRIC_PPO_KL: torch.where(m, old - lp.detach(), zero).sum() / d}
-    if clip is not None:
-        out.update(zip(_CLIP, (_frac(c, n, lp.dtype) for c in (clip[0], clip[1], clip[0] | clip[1]))))
+    # lp = old at masked tokens (prepare_tokens), so ρ = 1 and both summands below are exactly +0 there
+    d, r = n.clamp_min(1).to(lp.dtype), ratio.detach()
+    out = {METRIC_NUM_TOKENS: n.detach(), METRIC_COV_MEAN: cov.sum() / d,
+           METRIC_APPROX_KL: (r - 1.0 - torch.log(r)).sum() / d, METRIC_PPO_KL: (old - lp.detach()).sum() / d}
+    if clip is not None:   # the low and high clips are disjoint (ρ < 1 − ε_low <= 1 <= 1 + ε_high < ρ)
+        low, high = torch.count_nonzero(clip[0]), torch.count_nonzero(clip[1])
+        out.update(zip(_CLIP, (_frac(c, d) for c in (low, high, low + high))))
     if candidates:
-        out[METRIC_CANDIDATE_FRAC] = _frac(sel.candidates, n, lp.dtype)
+        out[METRIC_CANDIDATE_FRAC] = _frac(torch.count_nonzero(sel.candidates), d)
     if sel is not None:
-        count = sel.selected.sum()
+        count = torch.count_nonzero(sel.selected)
         out[METRIC_SELECTED_COUNT], out[METRIC_SELECTED_FRAC] = count, count.to(lp.dtype) / d
-        selected_cov = torch.where(sel.selected, cov, zero).sum()
+        selected_cov = torch.where(sel.selected, cov, 0.0).sum()
         out[METRIC_COV_SELECTED_MEAN] = selected_cov / count.clamp_min(1).to(lp.dtype)
     return out
 
@@ -394,13 +403,16 @@ def kl_cov(log_prob, old_log_prob, advantages, mask, *, kl_ratio: float = 2e-3, 
       (loss_matrix ``[B, T]``, metrics incl. selected_count/frac and kl_penalty).
     """
     h = _check_values(_RANGES, dict(kl_ratio=kl_ratio, kl_coef=kl_coef, allow_large_ratio=allow_large_ratio))
-    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    lp, old, adv, m, stats = prepare_tokens(log_prob, old_log_prob, advantages, mask, stats)
+    log_ratio = lp - old
+    ratio = _ratio_of(log_ratio)
     sel = _select_kl_cov(h, lp, old, adv, m, generator, stats)
-    zero = torch.zeros_like(ratio)
-    penalty = torch.where(sel.selected, h["kl_coef"] * torch.abs(lp - old), zero)
+    penalty = torch.where(sel.selected, h["kl_coef"] * torch.abs(log_ratio), torch.zeros_like(ratio))
     metrics = _metrics(ratio, lp, old, adv, m, stats, sel=sel)
     metrics[METRIC_KL_PENALTY] = penalty.detach().sum() / sel.num_tokens.clamp_min(1).to(lp.dtype)
-    return torch.where(m, -adv * ratio + penalty, zero), metrics
+    # masked tokens: A = +0, ρ = 1, penalty = +0, so −Aρ + penalty is exactly +0 there with zero gradient
+    # (lp = old there, a constant), which is what torch.where(mask, ·, 0) would give, one pass cheaper
+    return -adv * ratio + penalty, metrics
 
 
 def compute_cov_stats(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,

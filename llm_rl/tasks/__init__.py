@@ -8,9 +8,10 @@ from .arithmetic import ArithmeticTask
 from .base import Problem, Task, make_splits
 from .countdown import CountdownTask
 from .prompt_file import PromptFileTask, load_prompt_file
+from .stepwise import StepwiseTask
 
 TASKS: dict[str, type[Task]] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask,
-                                "file": PromptFileTask}
+                                "file": PromptFileTask, "stepwise": StepwiseTask}
 
 
 def make_task(name: str, **knobs) -> Task:
@@ -25,5 +26,5 @@ def make_task(name: str, **knobs) -> Task:
     return cls(**knobs)
 
 
-__all__ = ["TASKS", "ArithmeticTask", "CountdownTask", "PromptFileTask", "load_prompt_file", "Problem",
-           "Task", "make_splits", "make_task"]
+__all__ = ["TASKS", "ArithmeticTask", "CountdownTask", "PromptFileTask", "StepwiseTask", "load_prompt_file",
+           "Problem", "Task", "make_splits", "make_task"]
