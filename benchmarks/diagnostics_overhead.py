@@ -41,7 +41,7 @@ def _run(model: str, task: str, steps: int, diagnose_every: int, max_states: int
 def main() -> int:
     """Run both trainings and print the overhead."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="arithmetic")
+    ap.add_argument("--task", default="stepwise")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--max-states", type=int, default=64, help="probed states per diagnosed step")
     ap.add_argument("--model", default="", help="a model directory (default: the task's cached warm start)")

@@ -44,6 +44,7 @@ from theory.vocab_stats import default_chunk_rows, vocab_stats
 
 from . import decomposition as dec
 from .diagnostics_summary import summarize_run
+from .distributed import all_reduce_sum_
 from .forward import gather_states, response_logits
 from .metrics import DIAG_KEYS as SUMMARY_KEYS
 from .metrics import TOP_PERCENTS
@@ -54,9 +55,9 @@ __all__ = ["SUMMARY_KEYS", "TOP_PERCENTS", "StepProbe", "diagnose_step", "probe_
 
 def probe_states(input_ids: torch.Tensor, response_mask: torch.Tensor, prompt_len: int, *,
                  max_states: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The probe set of a batch of responses: up to ``max_states`` unique states (prefixes), found by
-    walking the response positions in a seeded random order, and *every* response position of the batch
-    at each of them (the responses that share the prefix).
+    """The probe set of a batch of responses: up to ``max_states`` unique states (prompt + response prefix),
+    the first met walking the response positions in a seeded random order, and *every* response position of
+    the batch at each of them (the responses that share the prefix). Vectorised: O(B·R) work and memory.
 
     Args:
       input_ids: ``[B, P + R]`` prompt (left-padded) + response ids; response_mask: ``[B, R]`` bool.
@@ -69,29 +70,45 @@ def probe_states(input_ids: torch.Tensor, response_mask: torch.Tensor, prompt_le
     if max_states < 1:
         raise ValueError(f"max_states must be >= 1, got {max_states}")
     mask = response_mask.cpu().bool()
+    ids = input_ids.cpu().long()
+    if ids.dim() != 2 or mask.shape != (ids.shape[0], ids.shape[1] - prompt_len):
+        raise ValueError("input_ids must be [B, P + R] and response_mask [B, R]")
+    # a state is (prompt, response tokens before t): keyed by the prompt's id, t and two independent
+    # 64-bit polynomial hashes of the response prefix (wrap-around arithmetic; a collision of both needs
+    # ~2^-64 luck), computed for every position at once instead of comparing prefixes
+    _, prompt_id = torch.unique(ids[:, :prompt_len], dim=0, return_inverse=True)
+    resp = ids[:, prompt_len:] + 1
+    n_rows, n_cols = resp.shape
+    hashes = torch.zeros(2, n_rows, n_cols, dtype=torch.long)
+    h = torch.zeros(2, n_rows, dtype=torch.long)
+    mult = torch.tensor([[1_000_003], [998_244_353]], dtype=torch.long)
+    for t in range(n_cols):
+        hashes[:, :, t] = h
+        h = h * mult + resp[:, t]
     pos = mask.nonzero()  # [N_all, 2], row-major
-    ids = input_ids.cpu()
-    row_bytes = [ids[r].numpy().tobytes() for r in range(ids.shape[0])]
-    width = ids.element_size()
-    keys = [row_bytes[r][: (prompt_len + t) * width] for r, t in pos.tolist()]  # the prefix is the state
-    first: dict[bytes, int] = {}
-    for i, k in enumerate(keys):
-        first.setdefault(k, i)
-    if len(first) > max_states:
-        chosen: set[bytes] = set()
-        for i in torch.randperm(len(keys), generator=generator).tolist():
-            chosen.add(keys[i])
-            if len(chosen) == max_states:
-                break
-        first = {k: i for k, i in first.items() if k in chosen}
-    order = sorted(first.values())  # states in batch order of their first position
-    number = {keys[i]: s for s, i in enumerate(order)}
-    at = [(i, number[k]) for i, k in enumerate(keys) if k in number]
-    sample_pos = pos[[i for i, _ in at]].reshape(-1, 2)
+    r, t = pos[:, 0], pos[:, 1]
+    keys = torch.stack([prompt_id[r], t, hashes[0, r, t], hashes[1, r, t]], 1)
+    _, sid = torch.unique(keys, dim=0, return_inverse=True)  # state id of every position
+    n_all, n_ids = len(sid), int(sid.max()) + 1 if len(sid) else 0
+    first = torch.full((n_ids,), n_all, dtype=torch.long).scatter_reduce(
+        0, sid, torch.arange(n_all), "amin")  # first position (batch order) of each state
+    if n_ids > max_states:  # the first max_states states met walking the positions in a seeded order
+        order = torch.randperm(n_all, generator=generator)
+        met = torch.full((n_ids,), n_all, dtype=torch.long).scatter_reduce(
+            0, sid[order], torch.arange(n_all), "amin")
+        chosen = torch.zeros(n_ids, dtype=torch.bool)
+        chosen[met.argsort()[:max_states]] = True
+    else:
+        chosen = torch.ones(n_ids, dtype=torch.bool)
+    kept = chosen.nonzero().flatten()
+    kept = kept[first[kept].argsort()]  # states numbered in batch order of their first position
+    number = torch.full((n_ids,), -1, dtype=torch.long)
+    number[kept] = torch.arange(len(kept))
+    at = number[sid]
+    sample_pos, state_index = pos[at >= 0], at[at >= 0]
     state_of = torch.full(mask.shape, -1, dtype=torch.long)
-    state_index = torch.tensor([s for _, s in at], dtype=torch.long)
     state_of[sample_pos[:, 0], sample_pos[:, 1]] = state_index
-    reps = pos[order].reshape(-1, 2)
+    reps = pos[first[kept]].reshape(-1, 2)
     return {"rows": sample_pos[:, 0], "cols": sample_pos[:, 1], "state_index": state_index,
             "state_rows": reps[:, 0], "state_cols": reps[:, 1], "state_of": state_of}
 
@@ -171,8 +188,6 @@ class StepProbe:
         if self.grads is None:
             return
         t0 = time.perf_counter()
-        from .distributed import all_reduce_sum_
-
         u = self.grads.u
         if u is None:  # no probed position reached this rank's backward
             u = torch.zeros(len(self.p["state_rows"]), model.get_output_embeddings().weight.shape[0])

@@ -6,23 +6,19 @@ Tags say which figure reads a run: ``group`` in {``law`` (sizes, paper Figs. 1, 
 (Fig. 8, Table 1)}; ``sweep`` names the swept knob and ``value`` its setting.
 
 ``quick`` runs its LLM experiments on the reasoning-length ``stepwise`` task (llm_rl/tasks/stepwise.py:
-5 operands in 0..20, one written equation per step and a ``\\boxed{}`` answer, ~44 tokens per response):
-one warm start of the default model (``m96``; 1500 steps, the task's mix of 30% correct, 20% one-slip and
-50% misconceived solutions; validation greedy accuracy 54%, T=1 accuracy 36%, T=1 token entropy 0.055
-nats, 362 s of one core), then GRPO and KL-Cov with 3 seeds each for 60 steps: lr 1e-4, 8 prompts x 8
-responses, 4 optimizer mini-batches per rollout step, dynamic sampling, validation on 64 prompts every 5
-steps, diagnostics every 10. Measured (one ``reproduce --profile quick``, 3 seeds each): GRPO took
-greedy validation accuracy 45% -> 87% (mean of the final steps' 89%, 92%, 80%), validation entropy
-0.060 -> 0.031 nats and training entropy down 42% (about half of the fall in the first third of the
-steps, 85% of the accuracy gain there); KL-Cov (k = 0.05, beta = 2: with ~45-token responses the
-arithmetic settings k = 0.2, beta = 7 penalise so many tokens that accuracy stalled at 45% -> 36% in a
-single 40-step run) ended at 1.47x GRPO's training entropy with greedy accuracy 45% -> 72%. Shorter
-warm starts are more uncertain but too weak for GRPO to sharpen within the budget (600 steps: entropy
-0.16, greedy 15%; GRPO's accuracy did not rise in 10-30 steps at lr 1e-4 or 3e-4). No size runs, so
-the size-scaling claim (Fig. 7), Clip-Cov / clip-higher and the entropy-control sweeps read "not measured
-in quick". The simulator runs share the cores with the warm start. Wall time from an empty model cache:
-9.7 min (583 s; warm start 338 s, each RL run ~70 s; 2 jobs on a 2-core machine shared with other work),
-leaving ~35% of the 15 minutes for costlier diagnosed steps; the report states the run's own.
+5 operands in 0..20, one written equation per step in a random surface form that leans "tidy" in correct
+solutions (``style_signal`` 0.6), a ``\\boxed{}`` answer, ~55 tokens per response): one warm start of the
+default model (``m96``; 1500 steps; 30% correct, 20% one-slip and 50% misconceived solutions; validation
+greedy accuracy 24%, T=1 accuracy 34%, T=1 token entropy 0.41 nats; 418 s of one core), then GRPO and
+KL-Cov with 3 seeds each for 60 steps: lr 1e-4, 8 prompts x 8 responses, 4 optimizer mini-batches per
+rollout step, dynamic sampling, validation on 64 prompts every 5 steps, diagnostics (with the own / cross /
+history decomposition) every 10. A single GRPO run there took greedy accuracy 20% -> 64% and training
+entropy 0.42 -> 0.375 nats (-10.5%). KL-Cov uses k = 0.05, beta = 2 (with ~50-token responses the
+arithmetic settings k = 0.2, beta = 7 penalise so many tokens that accuracy stalled). The plain format
+(``variety=false``: 0.055 nats, GRPO -42%) and the uniform surface (``style_signal=0``: 0.50 nats, GRPO -5%)
+are documented in the task module. No size runs, so the size-scaling claim (Fig. 7), Clip-Cov /
+clip-higher and the entropy-control sweeps read "not measured in quick". The simulator runs share the
+cores with the warm start. Its wall time from an empty model cache is in the report and in README.md.
 
 ``full`` keeps the ``arithmetic`` task (operands 0..12, ``"19#14"``-style responses), where the
 collapse benchmark (``benchmarks/entropy_collapse.py``) shows the phenomenon: the default warm start
@@ -69,10 +65,10 @@ METHOD_PARAMS = {  # token fractions sized for this toy (see the module docstrin
 }
 # the collapse benchmark's settings, stated explicitly (--minibatches: the old spelling of --num-minibatches)
 RL_ARGS = ["--lr", "1e-4", "--minibatches", "8"]
-DIAGNOSE_EVERY = 10  # per-state entropy-dynamics diagnostics (fig_dynamics; ~6% of a diagnosed step)
+DIAGNOSE_EVERY = 10  # per-state entropy-dynamics diagnostics + decomposition (~40-50% of a diagnosed step)
 # quick: the stepwise task's settings (see the module docstring for what they gave)
 QUICK_PRETRAIN_STEPS = 1500  # shorter warm starts (600 steps) leave GRPO nothing to sharpen in 60 steps
-QUICK_PRETRAIN_EST = 360.0  # one-core seconds, including its validation (measured: 362 s CPU)
+QUICK_PRETRAIN_EST = 420.0  # one-core seconds, including its validation (measured: 418 s)
 QUICK_STEPS, QUICK_VAL_EVERY, QUICK_N_VAL = 60, 5, 64
 QUICK_RL_ARGS = ["--lr", "1e-4", "--minibatches", "4", "--prompts-per-step", "8", "--group-size", "8"]
 QUICK_STEP_EST = 1.3  # one-core seconds per rollout step, validation and diagnostics included

@@ -187,3 +187,28 @@ def test_linearise_step_rejects_what_it_cannot_split():
         dec.linearise_step(torch.optim.SGD(model.parameters(), lr=0.1), list(model.parameters()), 0.0)
     with pytest.raises(ValueError, match="state_of"):
         dec.LogitGradCapture(model, torch.zeros(3, dtype=torch.long), 1)
+
+
+def test_probe_states_groups_every_position_by_its_exact_prefix():
+    from llm_rl.diagnostics import probe_states
+
+    g = torch.Generator().manual_seed(0)
+    P, R, B = 3, 5, 12
+    ids = torch.randint(1, 4, (B, P + R), generator=g)  # a 3-token alphabet: many shared prefixes
+    ids[:, :P] = ids[torch.arange(B) // 4, :P]  # 3 prompts x 4 responses
+    ids[::4, 0] = 0  # some left padding
+    mask = torch.rand(B, R, generator=g) < 0.9
+    prefix = {(r, t): tuple(ids[r, :P + t].tolist()) for r in range(B) for t in range(R) if mask[r, t]}
+    for cap in (1000, 7):
+        p = probe_states(ids, mask, P, max_states=cap, generator=torch.Generator().manual_seed(1))
+        n = len(p["state_rows"])
+        assert n == min(cap, len(set(prefix.values())))
+        reps = [prefix[(int(r), int(t))] for r, t in zip(p["state_rows"], p["state_cols"])]
+        assert len(set(reps)) == n  # distinct states
+        got = {(int(r), int(t)): int(s) for r, t, s in zip(p["rows"], p["cols"], p["state_index"])}
+        want = {k: reps.index(v) for k, v in prefix.items() if v in reps}  # every position at a probed state
+        assert got == want
+        assert all(int(p["state_of"][r, t]) == s for (r, t), s in got.items())
+        assert int((p["state_of"] >= 0).sum()) == len(got)
+        firsts = [min(k for k, v in prefix.items() if v == rep) for rep in reps]
+        assert firsts == sorted(firsts)  # numbered in batch order of their first position

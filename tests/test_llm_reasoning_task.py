@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llm_rl.tasks import TASKS, StepwiseTask, make_splits, make_task
-from llm_rl.tasks.stepwise import PREFIXES, SEPARATORS
+from llm_rl.tasks.stepwise import PREFIXES, SEPARATORS, TIDY
 from llm_rl.tasks.base import Problem
 from llm_rl.tokenizer import ALPHABET
 from llm_rl.verifiers import extract_boxed_int
@@ -18,8 +18,11 @@ STEP_RE = re.compile(r"(-?\d+)([+\-*])(\d+)=(-?\d+);")
 VSTEP_RE = re.compile(r"([#>?]?)(-?\d+)( ?)([+\-*])( ?)(-?\d+)( ?)=( ?)(-?\d+)([;,:|])")
 
 
+PLAIN = {"variety": False}
+
+
 def _problems(task=None, n=400, seed=0):
-    task = task or make_task("stepwise")
+    task = task or make_task("stepwise", **PLAIN)
     train, val = make_splits(task, n, 50, seed=seed)
     return task, train + val
 
@@ -60,10 +63,12 @@ def test_registered_and_documented():
     import llm_rl.tasks.stepwise as module
 
     assert "\\boxed{25}" in module.__doc__ and "Difficulty knobs" in module.__doc__
+    assert make_task("stepwise").variety is True  # the varied surface is the default (module docstring)
+    assert make_task("stepwise").style_signal == 0.6  # the measured default (module docstring)
 
 
 def test_solution_format_one_equation_per_step():
-    task = make_task("stepwise")
+    task = make_task("stepwise", **PLAIN)
     p = Problem("12+7-5+8+3=", 25, {"nums": (12, 7, 5, 8, 3), "ops": ("+", "-", "+", "+")})
     assert task.solution(p, random.Random(0)) == "12+7=19;19-5=14;14+8=22;22+3=25;\\boxed{25}"
     task, probs = _problems()
@@ -77,7 +82,7 @@ def test_solution_format_one_equation_per_step():
 
 
 def test_wrong_solution_one_slip_continued_consistently():
-    task, probs = _problems(make_task("stepwise", ops="+-*", max_operand=9))
+    task, probs = _problems(make_task("stepwise", ops="+-*", max_operand=9, **PLAIN))
     rng = random.Random(2)
     for p in probs:
         steps, boxed = _parse(task.wrong_solution(p, rng))
@@ -155,7 +160,7 @@ def test_response_lengths_are_reasoning_length_and_in_vocabulary():
 
 
 def test_max_response_chars_is_an_upper_bound_for_large_knobs():
-    task, probs = _problems(make_task("stepwise", n_terms=6, max_operand=30, ops="+-*"), n=300)
+    task, probs = _problems(make_task("stepwise", n_terms=6, max_operand=30, ops="+-*", **PLAIN), n=300)
     rng = random.Random(4)
     assert max(len(task.wrong_solution(p, rng)) for p in probs) <= task.max_response_chars
 
@@ -176,17 +181,21 @@ def test_splits_fixed_and_disjoint():
     ({"max_operand": 1000}, "max_operand"),
     ({"ops": ""}, "ops"), ({"ops": "+/"}, "ops"), ({"ops": "++"}, "ops"), ({"ops": 3}, "ops"),
     ({"steps": 3}, "valid knobs"), ({"variety": 1}, "variety"), ({"variety": "yes"}, "variety"),
+    ({"style_signal": -0.1}, "style_signal"), ({"style_signal": 1.01}, "style_signal"),
+    ({"style_signal": "0.5"}, "style_signal"), ({"style_signal": True}, "style_signal"),
+    ({"style_signal": None}, "style_signal"), ({"style_signal": float("nan")}, "style_signal"),
 ])
 def test_knob_validation(knobs, match):
     with pytest.raises(ValueError, match=match):
         make_task("stepwise", **knobs)
 
 
-VARIETY = {"variety": True}
+VARIETY = {"variety": True, "style_signal": 0.0}
 
 
-def test_variety_keeps_the_steps_and_varies_only_the_surface():
-    task, probs = _problems(make_task("stepwise", **VARIETY))
+@pytest.mark.parametrize("style_signal", [0.0, 0.6, 1.0])
+def test_variety_keeps_the_steps_and_varies_only_the_surface(style_signal):
+    task, probs = _problems(make_task("stepwise", variety=True, style_signal=style_signal))
     rng = random.Random(6)
     seen = set()
     for p in probs:
@@ -255,7 +264,7 @@ def test_variety_misconception_results_deterministic_surface_random():
 
 
 def test_variety_off_is_the_plain_format():
-    plain, varied = make_task("stepwise"), make_task("stepwise", **VARIETY)
+    plain, varied = make_task("stepwise", **PLAIN), make_task("stepwise", **VARIETY)
     assert plain.variety is False and varied != plain
     p = Problem("12+7-5+8+3=", 25, {"nums": (12, 7, 5, 8, 3), "ops": ("+", "-", "+", "+")})
     assert plain.misconceived_solution(p, random.Random(0)) == plain.misconceived_solution(p)
@@ -278,3 +287,94 @@ def test_variety_lengths_reasoning_length_in_vocabulary_and_fit():
     assert max(len(p.prompt) for p in probs) + 1 + task.max_response_chars + 1 <= 128
     big, probs = _problems(make_task("stepwise", n_terms=6, max_operand=30, ops="+-*", **VARIETY), n=300)
     assert max(len(big.wrong_solution(p, rng)) for p in probs) <= big.max_response_chars
+
+
+# ---- style_signal: the surface tells right from wrong ----
+
+def _responses(task, probs, seed=0):
+    """(correct?, surfaces) of a solution, a slipped and a misconceived response per problem."""
+    rng, out = random.Random(seed), []
+    for p in probs:
+        for ok, r in ((True, task.solution(p, rng)), (False, task.wrong_solution(p, rng)),
+                      (False, task.misconceived_solution(p, rng))):
+            if r is not None:
+                out.append((ok, _parse_variety(r, p.meta["nums"])[2], p.meta["ops"]))
+    return out
+
+
+def _tidy_fractions(task, probs):
+    """Fraction of tidy choices (prefix, separator, space, natural order) in correct and wrong responses."""
+    counts = {True: [0, 0], False: [0, 0]}
+    for ok, surfaces, ops in _responses(task, probs):
+        for (pre, swapped, *spaces, sep), op in zip(surfaces, ops):
+            tidy = [pre in TIDY["prefix"][0], sep in TIDY["separator"][0]] + [sp == "" for sp in spaces]
+            if op in "+*":
+                tidy.append(not swapped)
+            counts[ok][0] += sum(tidy)
+            counts[ok][1] += len(tidy)
+    return {ok: t / n for ok, (t, n) in counts.items()}
+
+
+def _old_variety_write(nums, ops, results, rng):
+    """The ``variety`` surface draw as it was before ``style_signal`` (reference for s = 0)."""
+    lhs, parts = nums[0], []
+    for o, n, r in zip(ops, nums[1:], results):
+        pre = rng.choice(PREFIXES)
+        a, b = (n, lhs) if o in "+*" and rng.random() < 0.5 else (lhs, n)
+        s1, s2, s3, s4 = (" " if rng.random() < 0.5 else "" for _ in range(4))
+        parts.append(f"{pre}{a}{s1}{o}{s2}{b}{s3}={s4}{r}{rng.choice(SEPARATORS)}")
+        lhs = r
+    return "".join(parts) + "\\boxed{" + str(results[-1]) + "}"
+
+
+def test_style_signal_zero_is_the_uniform_variety_draw():
+    """s = 0 reproduces the pre-knob draws exactly (same strings from the same rng state) for all kinds."""
+    task, probs = _problems(make_task("stepwise", variety=True, style_signal=0.0), n=100)
+    for i, p in enumerate(probs):
+        nums, ops = p.meta["nums"], p.meta["ops"]
+        right = task._results(nums, ops)
+        assert task.solution(p, random.Random(i)) == _old_variety_write(nums, ops, right, random.Random(i))
+        mis = task._results(nums, ops, misconceived=True)
+        if mis[-1] != p.answer:
+            assert (task.misconceived_solution(p, random.Random(i))
+                    == _old_variety_write(nums, ops, mis, random.Random(i)))
+    frac = _tidy_fractions(task, probs)
+    assert abs(frac[True] - 0.5) < 0.03 and abs(frac[False] - 0.5) < 0.03
+
+
+def test_style_signal_one_separates_the_halves():
+    task, probs = _problems(make_task("stepwise", variety=True, style_signal=1.0), n=150)
+    seen = {True: set(), False: set()}
+    for ok, surfaces, ops in _responses(task, probs):
+        for (pre, swapped, *spaces, sep), op in zip(surfaces, ops):
+            half = 0 if ok else 1
+            assert pre in TIDY["prefix"][half] and sep in TIDY["separator"][half]
+            assert all(sp == ("" if ok else " ") for sp in spaces)
+            if ok:
+                assert not swapped
+            seen[ok].update((pre, sep))
+    assert seen[True] == set(TIDY["prefix"][0] + TIDY["separator"][0])  # uniform within the half
+    assert seen[False] == set(TIDY["prefix"][1] + TIDY["separator"][1])
+    assert _tidy_fractions(task, probs)[False] < 0.03  # (a swap is unobservable when operands are equal)
+
+
+@pytest.mark.parametrize("s", [0.3, 0.6])
+def test_style_signal_intermediate_fractions(s):
+    """Correct responses are tidy with probability (1+s)/2, slipped/misconceived ones (1-s)/2."""
+    task, probs = _problems(make_task("stepwise", variety=True, style_signal=s), n=200)
+    frac = _tidy_fractions(task, probs)
+    assert abs(frac[True] - (1 + s) / 2) < 0.03
+    assert abs(frac[False] - (1 - s) / 2) < 0.04  # unobservable swaps count as tidy: slightly above
+
+
+def test_style_signal_is_reproducible_and_ignored_without_variety():
+    p = Problem("18+5-2+9+7=", 37, {"nums": (18, 5, 2, 9, 7), "ops": ("+", "-", "+", "+")})
+    t1, t2 = (make_task("stepwise", variety=True, style_signal=0.6) for _ in range(2))
+    assert [t1.misconceived_solution(p) for _ in range(5)] == [t2.misconceived_solution(p) for _ in range(5)]
+    assert t1.wrong_solution(p, random.Random(3)) == t2.wrong_solution(p, random.Random(3))
+    plain, signalled = make_task("stepwise", **PLAIN), make_task("stepwise", variety=False, style_signal=1.0)
+    for seed in range(5):
+        assert plain.solution(p, random.Random(seed)) == signalled.solution(p, random.Random(seed))
+        rngs = random.Random(seed), random.Random(seed)
+        assert plain.wrong_solution(p, rngs[0]) == signalled.wrong_solution(p, rngs[1])
+        assert plain.misconceived_solution(p) == signalled.misconceived_solution(p)
