@@ -11,8 +11,9 @@ summarised as ``diag/*`` (R² and sign accuracy of Lemma 1 on the measured Δz, 
 second order and of the Theorem-1/2 predictions with η fitted under η >= 0; the batch covariances and,
 across prompt groups, their within/between decomposition; groups are the rows that share a prompt). The
 own / cross / history decomposition (docs/theory.md §1.17) needs the loss gradients of every micro-batch of
-the step and runs in this package's trainer only. The summary is appended to the trainer's metric buffers (``trainer._metrics``),
-so TRL's ``log`` averages it with its own metrics and every ``report_to`` backend receives it.
+the step and runs in this package's trainer only. The summary is appended to the trainer's metric buffers
+(``trainer._metrics``), so TRL's ``log`` averages it with its own metrics and every ``report_to`` backend
+receives it.
 
 The probe forward passes use ``llm_rl.forward.response_logits`` (positions from the attention mask) in
 eval mode without autocast; before and after use the same pass, so ΔH is consistent.

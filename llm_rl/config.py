@@ -312,12 +312,16 @@ class PretrainConfig:
         check_model_sizes(self.model_sizes)
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON of this config (plus the recipe version and the content hash of
-        every file named by a ``*_path`` task knob, so an edited prompt file is never served stale)."""
+        """sha256 of the canonical JSON of this config, plus the recipe version, the task's *resolved* knobs
+        (its defaults included, so a changed task default never serves a stale warm start) and the content
+        hash of every file named by a ``*_path`` task knob (an edited prompt file is never served stale)."""
+        from .tasks import make_task  # torch-free, but only needed here
+
         files = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest()
                  for k, v in sorted(self.task_knobs.items())
                  if k.endswith("_path") and isinstance(v, str) and Path(v).is_file()}
-        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self),
+        knobs = make_task(self.task, **self.task_knobs).knobs()
+        blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self), "task_resolved": knobs,
                            **({"files": files} if files else {})},
-                          sort_keys=True)
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()

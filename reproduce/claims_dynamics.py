@@ -45,13 +45,20 @@ def _ci(ds, term, key) -> str:
     return f"[{num(lo, '.2f')}, {num(hi, '.2f')}]"
 
 
-def _theorem(term: str):
+def _decomposed(measure):
+    """A claim's measure from the runs' decompositions: None without diagnosed runs, "not measured" when
+    none of them has a decomposition, else ``measure(decompositions)``."""
     def fn(ev):
         ds = decompositions(ev)
         if ds is None:
             return None
-        if not ds:
-            return Measured(None, NOT_DECOMPOSED, explained=True)
+        return measure(ds) if ds else Measured(None, NOT_DECOMPOSED, explained=True)
+    return fn
+
+
+def _theorem(term: str):
+    @_decomposed
+    def fn(ds):
         r2, sign, lo = (_median(ds, term, "r2"), _median(ds, term, "sign_acc"),
                         _median(ds, term, "corr_ci", 0))
         eta = ds[0].get(term, {}).get("eta_source", "?")
@@ -62,12 +69,8 @@ def _theorem(term: str):
     return fn
 
 
-def _own_share(ev):
-    ds = decompositions(ev)
-    if ds is None:
-        return None
-    if not ds:
-        return Measured(None, NOT_DECOMPOSED, explained=True)
+@_decomposed
+def _own_share(ds):
     own, cross, hist = (_median(ds, t, "share") for t in ("own", "cross", "history"))
     r2, sign = _median(ds, "own", "r2"), _median(ds, "own", "sign_acc")
     return Measured((own, r2), f"own {pct(own)} / cross {pct(cross)} / history {pct(hist)} of the summed "
@@ -75,12 +78,8 @@ def _own_share(ev):
                                f"right {pct(sign)}")
 
 
-def _linearised(ev):
-    ds = decompositions(ev)
-    if ds is None:
-        return None
-    if not ds:
-        return Measured(None, NOT_DECOMPOSED, explained=True)
+@_decomposed
+def _linearised(ds):
     r2 = _median(ds, "linearised", "r2")
     return Measured(r2, f"R² {num(r2, '.3f')} {_ci(ds, 'linearised', 'r2')}, sign right "
                         f"{pct(_median(ds, 'linearised', 'sign_acc'))}")

@@ -378,3 +378,18 @@ def test_style_signal_is_reproducible_and_ignored_without_variety():
         rngs = random.Random(seed), random.Random(seed)
         assert plain.wrong_solution(p, rngs[0]) == signalled.wrong_solution(p, rngs[1])
         assert plain.misconceived_solution(p) == signalled.misconceived_solution(p)
+
+
+def test_warm_start_cache_key_follows_the_tasks_default_knobs(monkeypatch):
+    """A changed task default (not a user knob) must change the warm-start cache key: no stale reuse."""
+    import dataclasses
+
+    from llm_rl import tasks as tasks_pkg
+    from llm_rl.config import PretrainConfig
+
+    before = PretrainConfig(task="stepwise").digest()
+    assert PretrainConfig(task="stepwise").digest() == before
+    changed = dataclasses.make_dataclass("Stepwise2", [("style_signal", float, 0.3)],
+                                         bases=(tasks_pkg.TASKS["stepwise"],), frozen=True)
+    monkeypatch.setitem(tasks_pkg.TASKS, "stepwise", changed)
+    assert PretrainConfig(task="stepwise").digest() != before
