@@ -2,12 +2,12 @@
 
 A :class:`Spec` is one ``entropy-mech`` invocation (``simulate``, ``pretrain`` or ``train``) with its
 arguments and tags saying which figure uses it. Each spec runs in ``<out>/runs/<name>-<hash>`` where the
-hash covers the subcommand, its arguments and the hash of the warm start it depends on; a finished run
-leaves ``DONE.json`` there. :func:`execute` skips every spec whose directory already holds a matching
-``DONE.json`` and restarts unfinished ones from scratch, so a killed ``entropy-mech reproduce`` resumes
-where it stopped (at run granularity). Runs are subprocesses of the ``entropy-mech`` CLI with one torch
-thread each, ``jobs`` at a time (warm starts and simulator runs first, then the LLM trainings), under a
-tqdm bar whose total is the estimated seconds of work.
+hash covers the subcommand, its arguments, the task's default knobs and the hash of the warm start it
+depends on; a finished run leaves ``DONE.json`` there. :func:`execute` skips every spec whose directory
+already holds a matching ``DONE.json`` and restarts unfinished ones from scratch, so a killed
+``entropy-mech reproduce`` resumes where it stopped (at run granularity). Runs are subprocesses of the
+``entropy-mech`` CLI with one torch thread each, ``jobs`` at a time (warm starts and simulator runs first,
+then the LLM trainings), under a tqdm bar whose total is the estimated seconds of work.
 
 The plans themselves (``quick`` and ``full``) live in :mod:`reproduce.plans`.
 """
@@ -71,10 +71,25 @@ class Spec:
         return [self.kind, *args]
 
 
+def _task_defaults(args: tuple) -> dict:
+    """The default knobs of the spec's ``--task`` ({} without one), so that a changed task default (not
+    visible in the arguments) changes the hash instead of reusing finished runs made with the old one."""
+    if "--task" not in args or args.index("--task") + 1 >= len(args):
+        return {}
+    from llm_rl.tasks import make_task
+
+    try:
+        return make_task(args[args.index("--task") + 1]).knobs()
+    except (ValueError, TypeError):  # a task that needs knobs (prompt files): its knobs are in the args
+        return {}
+
+
 def spec_hash(spec: Spec, by_name: dict[str, Spec]) -> str:
-    """12 hex digits of sha256 over kind, args and (recursively) the hash of the needed warm start."""
+    """12 hex digits of sha256 over kind, args, the task's default knobs and (recursively) the hash of the
+    needed warm start."""
     dep = spec_hash(by_name[spec.needs], by_name) if spec.needs else ""
-    blob = json.dumps([spec.kind, list(spec.args), dep])
+    blob = json.dumps([spec.kind, list(spec.args), dep, _task_defaults(spec.args)], sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

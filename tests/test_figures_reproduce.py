@@ -67,6 +67,23 @@ def test_spec_validation_and_hash():
     assert spec_hash(by2["t1"], by2) != h  # a different warm start changes the train run's hash
 
 
+def test_a_changed_task_default_changes_the_run_hash(monkeypatch):
+    """Finished runs made under an old task default are not reused: the default knobs are hashed."""
+    import dataclasses
+
+    from llm_rl import tasks as tasks_pkg
+
+    specs = [Spec("pre", "pretrain", ("--task", "stepwise")),
+             Spec("t1", "train", ("--task", "stepwise", "--model", MODEL_PLACEHOLDER), needs="pre")]
+    by = check_plan(specs)
+    before = spec_hash(by["pre"], by), spec_hash(by["t1"], by)
+    changed = dataclasses.make_dataclass("Stepwise2", [("style_signal", float, 0.1)],
+                                         bases=(tasks_pkg.TASKS["stepwise"],), frozen=True)
+    monkeypatch.setitem(tasks_pkg.TASKS, "stepwise", changed)
+    after = spec_hash(by["pre"], by), spec_hash(by["t1"], by)
+    assert after[0] != before[0] and after[1] != before[1]
+
+
 def test_finished_specs_are_not_rerun(tmp_path, fake_cli):
     cli, log, model = fake_cli
     specs = _specs()
