@@ -83,12 +83,13 @@ def _nan_to_none(x):
 
 def run(args) -> int:
     """Print the summary of each run; exit 2 if a directory is not a diagnosed run."""
-    from llm_rl.diagnostics_summary import per_step_terms, summarize_run
+    from llm_rl.diagnostics_summary import diagnosed_records, per_step_terms, summarize_run
 
     results = {}
     for run_dir in args.run_dirs:
         try:
-            results[run_dir] = {"run": summarize_run(run_dir), "steps": per_step_terms(run_dir)}
+            records = diagnosed_records(run_dir)  # read once for both summaries
+            results[run_dir] = {"run": summarize_run(run_dir, records), "steps": per_step_terms(records)}
         except ValueError as err:
             print(f"entropy-mech diagnose: error: {err}", file=sys.stderr)
             return 2

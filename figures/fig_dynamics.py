@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from llm_rl.diagnostics import summarize_run
+from llm_rl.metrics import TOP_PERCENTS
 from rundir.diagnostics_files import has_per_state, load_per_state
 from rundir.records import read_records
-from llm_rl.metrics import TOP_PERCENTS
-
 from theory.agreement import r2, sign_accuracy
+
 from .curves import load_curves
 from .style import new_figure, save_figure
 

@@ -335,6 +335,7 @@ def linearised_change(model, lin: StepLinearisation, input_ids, attention_mask, 
         raise ValueError("the linearisation does not belong to this model (parameter counts differ)")
     primal = dict(zip(names, lin.before))
     tangent = {n: p.detach() - b for n, p, b in zip(names, params, lin.before)}
+
     def per_rows(ids, am):
         def f(p):
             return response_logits(lambda **kw: functional_call(model, p, (), kw), ids, am, prompt_len)

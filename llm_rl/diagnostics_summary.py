@@ -22,7 +22,7 @@ from rundir.records import read_records
 
 from theory.agreement import agreement, r2
 
-__all__ = ["BOOTSTRAP", "STEP_KEYS", "TERMS", "per_step_terms", "summarize_run"]
+__all__ = ["BOOTSTRAP", "STEP_KEYS", "TERMS", "diagnosed_records", "per_step_terms", "summarize_run"]
 
 #: bootstrap resamples of the per-run intervals
 BOOTSTRAP = 1000
@@ -65,11 +65,8 @@ def _decomposition(states: dict, rows: list[dict]) -> dict | None:
     return out
 
 
-def summarize_run(run_dir) -> dict:
-    """Per-run summary over every diagnosed step: medians of the per-step ``diag/*`` values (Lemma 1 on
-    the measured logit change is an identity check: ``median_r2_first``), pooled R² of the Lemma-1 and
-    second-order predictions over all stored states, and ``decomposition`` (module docstring) when the
-    run was diagnosed with it.
+def diagnosed_records(run_dir) -> list[dict]:
+    """The ``metrics.jsonl`` records of a run's diagnosed steps (those with ``diag/states``).
 
     Raises:
       ValueError: ``run_dir`` has no ``metrics.jsonl`` or no diagnosed step.
@@ -80,6 +77,19 @@ def summarize_run(run_dir) -> dict:
     rows = [r for r in read_records(path) if "diag/states" in r]
     if not rows:
         raise ValueError(f"{run_dir} has no diagnosed steps: train with --diagnose-every K")
+    return rows
+
+
+def summarize_run(run_dir, records: list[dict] | None = None) -> dict:
+    """Per-run summary over every diagnosed step: medians of the per-step ``diag/*`` values (Lemma 1 on
+    the measured logit change is an identity check: ``median_r2_first``), pooled R² of the Lemma-1 and
+    second-order predictions over all stored states, and ``decomposition`` (module docstring) when the
+    run was diagnosed with it. ``records``: the run's :func:`diagnosed_records`, when already read.
+
+    Raises:
+      ValueError: ``run_dir`` has no ``metrics.jsonl`` or no diagnosed step.
+    """
+    rows = diagnosed_records(run_dir) if records is None else records
 
     def med(key):
         vals = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
@@ -120,27 +130,16 @@ STEP_KEYS = {
 }
 
 
-def per_step_terms(run_dir) -> list[dict]:
-    """Every diagnosed step of a run as ``{"step": k, "states": S, term: {field: value}}`` with the terms of
-    :data:`STEP_KEYS` (observed, own, cross, history, linearised, theorem, theorem2, closure); a term
-    the step did not record (no decomposition) is absent.
-
-    Raises:
-      ValueError: ``run_dir`` has no ``metrics.jsonl`` or no diagnosed step.
-    """
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise ValueError(f"{run_dir} has no metrics.jsonl: not a run directory of `entropy-mech train`")
+def per_step_terms(records: list[dict]) -> list[dict]:
+    """Every diagnosed step of a run (its :func:`diagnosed_records`) as ``{"step": k, "states": S, term:
+    {field: value}}`` with the terms of :data:`STEP_KEYS` (observed, own, cross, history, linearised,
+    theorem, theorem2, closure); a term the step did not record (no decomposition) is absent."""
     out = []
-    for r in read_records(path):
-        if "diag/states" not in r:
-            continue
+    for r in records:
         row: dict = {"step": int(r["step"]), "states": int(r["diag/states"])}
         for term, fields in STEP_KEYS.items():
             vals = {f: r[k] for f, k in fields.items() if k in r}
             if vals:
                 row[term] = {f: (float("nan") if v is None else float(v)) for f, v in vals.items()}
         out.append(row)
-    if not out:
-        raise ValueError(f"{run_dir} has no diagnosed steps: train with --diagnose-every K")
     return out

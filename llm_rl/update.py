@@ -14,10 +14,10 @@
                                 affine form and per-state own / cross / history terms], optimizer and
                                 LR-schedule steps
       probe.finish              probe-state logits after the step, the linearised change -> ``diag/*``
+    UpdateMetrics.result        metrics combined over micro-batches, steps and ranks (metrics.REDUCTIONS)
 
 Every forward pass of the update scores the sampling policy softmax(z / T) at the rollout temperature T
 (as the rollout's log π_old); the trainer keeps the policy in eval mode (no dropout) throughout.
-    UpdateMetrics.result        metrics combined over micro-batches, steps and ranks (metrics.REDUCTIONS)
 
 Each mini-batch is split into per-rank contiguous blocks (the whole mini-batch when not distributed) and
 each block into micro-batches of ``micro_batch_size`` rows. The loss of every micro-batch is divided by
@@ -156,9 +156,9 @@ class PolicyUpdate:
           NonFiniteLossError: on every rank, if any rank met a non-finite log-probability or loss (its
             remaining micro-batches are skipped; no optimizer step is taken).
         """
-        o, oc = self.cfg.optim, self.cfg.objective
+        o = self.cfg.optim
         mask = batch.ro.response_mask
-        denom = global_denominator(mask[mini], oc.agg_mode, norm_constant=float(len(mini) * self.max_new))
+        denom = self.denominator(mask[mini])
         stats = self.selection_stats(batch, mini, step=step)
         a, b = self.dist.block(len(mini))
         mine = mini[a:b]
@@ -179,6 +179,12 @@ class PolicyUpdate:
                 metrics.add_micro_batch(met, tokens=float(mask[rows].sum()))
         if bool(all_reduce_sum_(bad, self.dist) > 0):
             raise non_finite_error("log-probabilities or loss", step, self.objective_name, self.out)
+
+    def denominator(self, mask: torch.Tensor) -> dict:
+        """The aggregation denominator of a whole mini-batch with response mask ``mask`` ``[m, R]``
+        (``theory.aggregation.global_denominator``; ``seq-mean-token-sum-norm`` by m × max_new_tokens)."""
+        return global_denominator(mask, self.cfg.objective.agg_mode,
+                                  norm_constant=float(mask.shape[0] * self.max_new))
 
     def selection_stats(self, batch: RolloutBatch, mini: torch.Tensor, *, step: int):
         """Clip-/KL-Cov token selection over the whole mini-batch ``mini`` (``theory.objectives.
@@ -274,10 +280,9 @@ class PolicyUpdate:
         mask = ro.response_mask[mini]
         if not bool(mask.any()):
             return None
-        oc = self.cfg.objective
-        denom = global_denominator(mask, oc.agg_mode, norm_constant=float(len(mini) * self.max_new))
         unit = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device, requires_grad=True)
-        (weights,) = torch.autograd.grad(aggregate(unit, mask, oc.agg_mode, **denom), unit)
+        agg = aggregate(unit, mask, self.cfg.objective.agg_mode, **self.denominator(mask))
+        (weights,) = torch.autograd.grad(agg, unit)
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_033 + step)
         groups = mini.cpu() // self.cfg.rollout.group_size  # rows are stored group by group
         return StepProbe(self.model, ro.input_ids[mini], ro.attention_mask[mini], mask, ro.prompt_len,
