@@ -57,7 +57,8 @@ except ImportError as err:  # pragma: no cover - exercised only without verl
                       "with --no-deps and the few packages its core_algos imports)") from err
 
 from theory.cov_selection import CovStats, prepare_tokens, top_k_mask
-from theory.objectives import clip_cov, kl_cov, objective_spec, validate_objective_params
+from theory.objectives import (METRIC_ABS_LOG_RATIO, clip_cov, kl_cov, objective_spec,
+                               validate_objective_params)
 
 CLIP_COV_NAME = "em_clip_cov"
 KL_COV_NAME = "em_kl_cov"
@@ -227,35 +228,14 @@ def global_top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor, gr
     return (above | (match & (ordinal < need))).reshape(keys.shape)
 
 
-def local_top_k(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """:func:`global_top_k` on one process: on CPU (where reading k costs no device wait) the k-th largest
-    key from ``torch.topk`` and ties by position; elsewhere :func:`theory.cov_selection.top_k_mask` (sort)."""
-    if keys.device.type != "cpu":
-        return top_k_mask(keys, eligible, k)
-    count = int(torch.count_nonzero(eligible))
-    kk = min(int(k), count)
-    if kk <= 0:
-        return torch.zeros_like(eligible)
-    if kk == count:
-        return eligible.clone()
-    flat = torch.where(eligible, keys, -torch.inf).reshape(-1)
-    top = torch.topk(flat, kk + 1)                     # sorted; the (kk+1)-th is eligible too (kk < count)
-    thr = top.values[kk - 1]
-    if bool(top.values[kk] < thr):                     # no tie at the threshold: the kk largest are the set
-        out = torch.zeros(flat.shape, dtype=torch.bool, device=keys.device)
-        out[top.indices[:kk]] = True
-        return out.reshape(keys.shape)
-    above, ties = eligible & (keys > thr), eligible & (keys == thr)
-    rank = ties.reshape(-1).cumsum(0).reshape(keys.shape)
-    return above | (ties & (rank <= kk - above.sum()))
-
-
 _M32 = 0xFFFFFFFF
 
 
 def _mul32(x, c: int):
-    """(x·c) mod 2³² for int64 x in [0, 2³²) without int64 overflow (c split into 16-bit halves)."""
-    return ((x * (c & 0xFFFF)) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+    """(x·c) mod 2³² for int64 x in [0, 2³²) and c in [0, 2³²), in one int64 product that cannot overflow:
+    c < 2³¹ as it is, else c − 2³² (same residue, |c − 2³²| < 2³¹, so |x·c'| < 2⁶³); ``& (2³² − 1)`` takes
+    the residue of the two's-complement value."""
+    return (x * (c if c < 1 << 31 else c - (1 << 32))) & _M32
 
 
 def _hash32(x):
@@ -288,8 +268,9 @@ def uniform_keys(seed: int, counter: int, rows: torch.Tensor, cols: int) -> torc
 
 def _local_random_top_k(seed: int, counter: int, rows: torch.Tensor, eligible: torch.Tensor,
                         k: torch.Tensor) -> torch.Tensor:
-    """:func:`local_top_k` of :func:`uniform_keys` on CPU, hashing only the eligible tokens' keys: the k
-    largest 32-bit hashes (the keys are hash·2⁻³², so the same order), ties by position."""
+    """:func:`theory.cov_selection.top_k_mask` of :func:`uniform_keys` on CPU, hashing only the eligible
+    tokens' keys: the k largest 32-bit hashes (the keys are hash·2⁻³², so the same order), ties by
+    position."""
     out = torch.zeros_like(eligible)
     row, col = eligible.nonzero().unbind(1)                         # row-major, i.e. ascending positions
     kk = min(int(k), row.numel())
@@ -327,14 +308,14 @@ def _scope_hooks(objective: str, group, counter: int, rows: int):
 
     def choose(cov, eligible, k):
         if objective == "kl_cov":
-            return local_top_k(cov, eligible, k) if group is None else global_top_k(cov, eligible, k, group)
+            return top_k_mask(cov, eligible, k) if group is None else global_top_k(cov, eligible, k, group)
         dev = eligible.device
         row0 = _exclusive_offset(torch.full((), rows, dtype=torch.int64, device=dev), group)
         global_rows = row0 + torch.arange(rows, device=dev)
         if group is None and dev.type == "cpu":
             return _local_random_top_k(seed, counter, global_rows, eligible, k)
         keys = uniform_keys(seed, counter, global_rows, eligible.shape[1])
-        return local_top_k(keys, eligible, k) if group is None else global_top_k(keys, eligible, k, group)
+        return top_k_mask(keys, eligible, k) if group is None else global_top_k(keys, eligible, k, group)
 
     return CovStats(reduce=reduce, choose=choose), box
 
@@ -375,7 +356,6 @@ def policy_loss(objective: str, old_log_prob, log_prob, advantages, response_mas
     stats, box = _scope_hooks(objective, group, counter, log_prob.shape[0])
     fn = kl_cov if objective == "kl_cov" else clip_cov
     loss_mat, met = fn(log_prob, old_log_prob, advantages, response_mask, **h, stats=stats)
-    dt = loss_mat.dtype             # the objective's compute dtype
     m = response_mask if response_mask.dtype == torch.bool else response_mask != 0   # checked by fn
     if rollout_is_weights is not None:
         loss_mat = loss_mat * rollout_is_weights
@@ -383,9 +363,7 @@ def policy_loss(objective: str, old_log_prob, log_prob, advantages, response_mas
     loss = agg_loss(loss_mat=loss_mat, loss_mask=m, loss_agg_mode=loss_agg_mode, **info)
     metrics = {"actor/em_" + key.split("/", 1)[1]: v for key, v in met.items()}
     if objective == "kl_cov":
-        abs_kl = (log_prob.detach().to(dt) - old_log_prob.to(dt)).abs()
-        d = met["objective/num_tokens"].clamp_min(1).to(dt)
-        metrics["actor/ppo_kl"] = torch.where(m, abs_kl, 0.0).sum() / d   # mean |log ρ| over this call
+        metrics["actor/ppo_kl"] = met[METRIC_ABS_LOG_RATIO]   # mean |log ρ| over this call
     else:
         metrics["actor/pg_clipfrac"] = met["objective/selected_frac"]
         metrics["actor/ppo_kl"] = met["objective/ppo_kl"]
@@ -414,5 +392,5 @@ def compute_policy_loss_em_kl_cov(old_log_prob, log_prob, advantages, response_m
 
 __all__ = ["ALLOW_LARGE_RATIO_ENV", "CLIP_COV_NAME", "KL_COV_NAME", "SEED_ENV", "VERL_DEFAULTS",
            "compute_policy_loss_em_clip_cov", "compute_policy_loss_em_kl_cov", "configure", "global_top_k",
-           "hyperparameters", "local_top_k", "policy_loss", "select_tokens", "selection_group",
+           "hyperparameters", "policy_loss", "select_tokens", "selection_group",
            "uniform_keys"]

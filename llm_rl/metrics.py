@@ -153,8 +153,8 @@ REDUCTIONS: dict[str, Reduce] = {
     "objective/selected_count": Reduce.STEP_SUM,
     **{f"objective/{name}": Reduce.TOKEN_MEAN for name in (
         "clip_frac_low", "clip_frac_high", "clip_frac", "candidate_frac", "selected_frac", "cov_mean",
-        "cov_selected_mean", "approx_kl", "ppo_kl", "kl_penalty", "entropy", "ref_kl_k1", "ref_kl_k2",
-        "ref_kl_k3")},
+        "cov_selected_mean", "approx_kl", "ppo_kl", "kl_penalty", "abs_log_ratio", "entropy", "ref_kl_k1",
+        "ref_kl_k2", "ref_kl_k3")},
 }
 
 

@@ -35,6 +35,8 @@ sequence. Nothing here synchronises with the host, so it runs on GPU unchanged.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._checks import check_float_tensor, check_mask, check_same_shape, check_scalar, compute_dtype
@@ -46,8 +48,9 @@ from .names import AGG_MODES, AggMode  # the mode names (verl's loss_agg_mode)
 # ----------------------------------------------------------------------------------------------------
 
 
-def _check_token_tensor(x, name: str) -> torch.Tensor:
-    """Shape/dtype checks always; value checks (NaN/inf) only on CPU, where they cost no device sync.
+def _check_token_tensor(x, name: str, *, values: bool = True) -> torch.Tensor:
+    """Shape/dtype checks always; value checks (NaN/inf) only on CPU, where they cost no device sync,
+    and only if ``values`` (a caller checking several tensors at once uses :func:`_check_token_values`).
 
     On an accelerator a value check would need ``.item()`` (a host synchronisation), which the
     objectives promise never to do; there, garbage values surface as NaN losses instead.
@@ -58,9 +61,21 @@ def _check_token_tensor(x, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be a floating tensor, got {x.dtype}")
     if x.dim() < 1:
         raise ValueError(f"{name} must have a token axis (shape [..., T]), got a 0-dim tensor")
-    if x.device.type == "cpu":
+    if values and x.device.type == "cpu":
         check_float_tensor(x, name)
     return x
+
+
+def _check_token_values(named: dict) -> None:
+    """The NaN/inf check of :func:`_check_token_tensor` for several CPU tensors ``{name: x}`` with one
+    host read: a finite sum of their sums proves them all finite; otherwise (a NaN or inf, or a sum that
+    overflows) each is checked on its own, which raises for the first offender."""
+    xs = [x for x in named.values() if x.device.type == "cpu" and x.numel()]
+    if math.isfinite(sum(float(x.detach().sum()) for x in xs)):
+        return
+    for name, x in named.items():
+        if x.device.type == "cpu":
+            check_float_tensor(x, name)
 
 
 def _check_token_mask(mask, like: torch.Tensor, name: str = "mask") -> torch.Tensor:

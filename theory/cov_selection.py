@@ -40,7 +40,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from ._checks import check_same_shape, compute_dtype
-from .aggregation import _check_token_mask, _check_token_tensor
+from .aggregation import _check_token_mask, _check_token_tensor, _check_token_values
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,17 @@ def prepare_tokens(log_prob, old_log_prob, advantages, mask, stats=None):
     equals old at masked tokens (so ρ = 1 there and padding garbage cannot leak); old and adv are
     detached and 0 at masked tokens; m is bool; ``stats`` checked by :func:`check_cov_stats`. NaN/inf
     checks run for CPU tensors only (elsewhere they would need a host sync)."""
-    _check_token_tensor(log_prob, "log_prob")
-    _check_token_tensor(old_log_prob, "old_log_prob")
-    _check_token_tensor(advantages, "advantages")
+    return _prepare(log_prob, old_log_prob, advantages, mask, stats, detach=False)[1:]
+
+
+def _prepare(log_prob, old_log_prob, advantages, mask, stats, *, detach: bool):
+    """(x, lp, old, adv, m, stats): :func:`prepare_tokens`' tensors and x = log_prob in the compute dtype
+    (with its graph); ``detach``: lp without a graph (the objectives attach their gradient to x in
+    closed form, :func:`theory.surrogate.with_gradient`)."""
+    named = {"log_prob": log_prob, "old_log_prob": old_log_prob, "advantages": advantages}
+    for name, t in named.items():
+        _check_token_tensor(t, name, values=False)
+    _check_token_values(named)
     check_same_shape(log_prob, old_log_prob, "log_prob", "old_log_prob")
     check_same_shape(log_prob, advantages, "log_prob", "advantages")
     for name, t in (("old_log_prob", old_log_prob), ("advantages", advantages)):
@@ -130,10 +138,18 @@ def prepare_tokens(log_prob, old_log_prob, advantages, mask, stats=None):
             raise ValueError(f"{name} is on {t.device} but log_prob is on {log_prob.device}")
     m = _check_token_mask(mask, log_prob)
     dtype = compute_dtype(log_prob, old_log_prob, advantages)
-    zero = torch.zeros((), dtype=dtype, device=log_prob.device)
-    old = torch.where(m, old_log_prob.detach().to(dtype), zero)
-    adv = torch.where(m, advantages.detach().to(dtype), zero)
-    return torch.where(m, log_prob.to(dtype), old), old, adv, m, check_cov_stats(stats, log_prob)
+    x = log_prob.to(dtype)
+    old = masked_zero(old_log_prob.detach().to(dtype), m, finite=log_prob.device.type == "cpu")
+    adv = masked_zero(advantages.detach().to(dtype), m, finite=log_prob.device.type == "cpu")
+    lp = torch.where(m, x, old) if not detach else masked_zero(x.detach(), m, finite=x.device.type == "cpu")
+    return x, lp, old, adv, m, check_cov_stats(stats, log_prob)
+
+
+def masked_zero(x: torch.Tensor, m: torch.Tensor, *, finite: bool) -> torch.Tensor:
+    """``torch.where(m, x, 0)`` (``[B, T]`` each, m bool). ``finite``: x is known finite (CPU inputs are
+    checked), so the product x·m is exact and is used instead (on CPU a bool ``where`` costs ~4 float
+    products); the only difference is the sign of a masked zero (−0.0 where x < 0)."""
+    return x * m.view(torch.uint8) if finite else torch.where(m, x, 0.0)
 
 
 class Selection(NamedTuple):
@@ -154,13 +170,13 @@ class Selection(NamedTuple):
 
 def _moments(log_prob, advantages, mask, stats):
     """(mean log π, mean A, N of this call, N of the scope) (see :func:`scope_moments`)."""
-    if stats is not None and stats.reduce is not None:
-        sums = torch.stack([log_prob.detach().double().sum(), advantages.double().sum(),
-                            torch.count_nonzero(mask).double()])
-        n = sums[2].to(torch.int64)
+    if stats is not None and stats.reduce is not None:   # lp and A are 0 at masked tokens (prepared)
+        n = torch.count_nonzero(mask)
+        sums = torch.stack([log_prob.detach().sum(dtype=torch.float64), advantages.sum(dtype=torch.float64),
+                            n.to(torch.float64)])
         sums = stats.reduce(sums)
-        mean_lp, mean_adv = (sums[:2] / sums[2].clamp_min(1)).to(log_prob.dtype).unbind()
-        return mean_lp, mean_adv, n, sums[2].to(torch.int64)
+        means = (sums[:2] / sums[2].clamp_min(1)).to(log_prob.dtype)
+        return means[0], means[1], n, sums[2].to(torch.int64)
     mean_lp, mean_adv, n = scope_moments(log_prob, advantages, mask, stats)
     return mean_lp, mean_adv, n, n
 
@@ -188,10 +204,12 @@ def centred_products(log_prob, advantages, mask, mean_log_prob, mean_advantage) 
     """Eq. 10 centred products (log π_i − mean log π)(A_i − Ā), detached, 0 at masked tokens.
 
     Same values as :func:`theory.covariance.token_covariance` when the means are this call's own; here
-    the means may come from a larger scope (:class:`CovStats`)."""
+    the means may come from a larger scope (:class:`CovStats`). At masked tokens the prepared inputs are 0,
+    so the product there is the finite mean·mean and zeroing it by multiplication is exact (a zero of
+    either sign)."""
     dtype = log_prob.dtype
     cov = (log_prob.detach() - mean_log_prob.to(dtype)) * (advantages - mean_advantage.to(dtype))
-    return torch.where(mask, cov, torch.zeros_like(cov))
+    return masked_zero(cov, mask, finite=True)
 
 
 def token_quota(num_tokens: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -200,15 +218,48 @@ def token_quota(num_tokens: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def top_k_mask(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Bool mask of the min(k, #eligible) eligible entries with the largest ``keys``.
+    """Bool mask of the min(k, #eligible) eligible entries with the largest ``keys``, ties broken by
+    position (first wins). ``keys`` float (finite where eligible) and ``eligible`` bool of one shape, ``k`` a
+    0-dim integer tensor.
 
-    A stable descending sort gives each entry its rank; entries ranked below k are kept if eligible.
-    Unlike ``torch.topk`` this needs k only as a tensor, so nothing waits for the device. Ties are
-    broken by position (first wins)."""
+    Off the CPU a stable descending sort gives each entry its rank and entries ranked below k are kept if
+    eligible: unlike ``torch.topk`` this needs k only as a tensor, so nothing waits for the device. On the
+    CPU, where reading k costs no wait, ``torch.topk`` of the k + 1 largest does the same in a fraction of
+    the time (same result; ``tests/test_objectives.py`` holds it against the sort)."""
+    if keys.device.type == "cpu":
+        return _top_k_mask_cpu(keys, eligible, k)
+    return _top_k_mask_sorted(keys, eligible, k)
+
+
+def _top_k_mask_sorted(keys, eligible, k):
     flat = torch.where(eligible, keys, torch.full_like(keys, -math.inf)).reshape(-1)
     order = torch.sort(flat, descending=True, stable=True).indices
     rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
     return (rank.reshape(keys.shape) < k) & eligible
+
+
+def _top_k_mask_cpu(keys, eligible, k):
+    """:func:`top_k_mask` with ``torch.topk``: the kk = min(k, #eligible) largest, unless the kk-th and the
+    (kk+1)-th largest tie, when ties at the threshold go by position."""
+    count = int(torch.count_nonzero(eligible))
+    kk = min(int(k), count)
+    if kk <= 0:
+        return torch.zeros_like(eligible)
+    if kk == count:
+        return eligible.clone()
+    flat = keys.reshape(-1)
+    top = torch.topk(flat, kk + 1)                          # the kk + 1 largest of all keys: if all are
+    if not bool(eligible.reshape(-1)[top.indices].all()):   # eligible, the kk + 1 largest eligible ones
+        flat = torch.where(eligible, keys, -math.inf).reshape(-1)
+        top = torch.topk(flat, kk + 1)                      # the (kk+1)-th is eligible too (kk < count)
+    thr = top.values[kk - 1]
+    if bool(top.values[kk] < thr):                          # no tie at the threshold: the kk largest
+        out = torch.zeros(flat.shape, dtype=torch.bool, device=keys.device)
+        out[top.indices[:kk]] = True
+        return out.reshape(keys.shape)
+    above, ties = eligible & (keys > thr), eligible & (keys == thr)
+    rank = ties.reshape(-1).cumsum(0).reshape(keys.shape)
+    return above | (ties & (rank <= kk - above.sum()))
 
 
 def random_subset(eligible: torch.Tensor, k: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -288,6 +339,7 @@ __all__ = [
     "check_cov_stats",
     "clip_cov_selection",
     "kl_cov_selection",
+    "masked_zero",
     "prepare_tokens",
     "random_subset",
     "scope_moments",

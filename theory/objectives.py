@@ -29,19 +29,17 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 import torch
 
 from ._checks import Hyperparameter
-from .cov_selection import (CovStats, Selection, centred_products, clip_cov_selection, kl_cov_selection,
-                            prepare_tokens, scope_moments, scope_stats)
+from .cov_selection import (CovStats, Selection, _prepare, centred_products, clip_cov_selection,
+                            kl_cov_selection, masked_zero, scope_moments, scope_stats)
 # the names of the built-in objectives and of the reference-KL estimators (theory.regularizers) live in
 # theory.names (torch-free, for configs and --help)
 from .names import KL_ESTIMATORS, KNOWN_OBJECTIVES, MAX_UNGUARDED_RATIO, ObjectiveName
-
-#: |log ρ| is clamped to this before ``exp`` (verl ``vanilla``); also used by the k3 estimators.
-LOG_RATIO_CLAMP = 20.0
+from .surrogate import LOG_RATIO_CLAMP, clip_counts, log_ratio, ppo_terms, ratio_derivative, with_gradient
 
 # Metric names: every key an objective or additive term can emit (fractions are over the call's tokens).
 METRIC_NUM_TOKENS = "objective/num_tokens"
@@ -56,6 +54,7 @@ METRIC_COV_SELECTED_MEAN = "objective/cov_selected_mean"
 METRIC_APPROX_KL = "objective/approx_kl"
 METRIC_PPO_KL = "objective/ppo_kl"
 METRIC_KL_PENALTY = "objective/kl_penalty"
+METRIC_ABS_LOG_RATIO = "objective/abs_log_ratio"
 METRIC_ENTROPY = "objective/entropy"
 METRIC_REF_KL_K1 = "objective/ref_kl_k1"
 METRIC_REF_KL_K2 = "objective/ref_kl_k2"
@@ -75,6 +74,8 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     METRIC_APPROX_KL: "k3 estimate of KL(π_old ‖ π_θ) from tokens sampled by π_old: mean of (ρ − 1) − log ρ",
     METRIC_PPO_KL: "k1 estimate of KL(π_old ‖ π_θ): mean of log π_old − log π_θ (verl actor/ppo_kl)",
     METRIC_KL_PENALTY: "KL-Cov: mean over all tokens of the added kl_coef·|log ρ| (0 off the selection)",
+    METRIC_ABS_LOG_RATIO: "KL-Cov: mean over all tokens of |log ρ| (what the penalty scales; verl's "
+                          "kl_cov actor/ppo_kl)",
     METRIC_ENTROPY: "mean per-token entropy H(π_θ(·|y_<t)) passed to entropy_bonus",
     METRIC_REF_KL_K1: "k1 estimate of KL(π_θ ‖ π_ref): mean of log π_θ − log π_ref",
     METRIC_REF_KL_K2: "k2 estimate of KL(π_θ ‖ π_ref): mean of ½(log π_θ − log π_ref)²",
@@ -224,66 +225,69 @@ def validate_objective_params(name: str | ObjectiveName, params: Mapping) -> dic
 Loss = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
-def _ratio_of(d: torch.Tensor) -> torch.Tensor:
-    """ρ = exp(clamp(log ρ, ±LOG_RATIO_CLAMP)) of d = log ρ."""
-    return torch.exp(torch.clamp(d, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+class _Tokens(NamedTuple):
+    """One objective call's prepared tensors (:func:`theory.cov_selection.prepare_tokens`, lp detached)."""
+
+    x: torch.Tensor        # log π_θ in the compute dtype, with its graph (the gradient attaches here)
+    lp: torch.Tensor       # detached log π_θ, = old at masked tokens
+    old: torch.Tensor      # log π_old, 0 at masked tokens
+    adv: torch.Tensor      # A, 0 at masked tokens
+    m: torch.Tensor        # bool mask
+    stats: CovStats | None
+    d: torch.Tensor        # log π_θ − log π_old (0 at masked tokens)
+    c: torch.Tensor        # clamp(d, ±LOG_RATIO_CLAMP) = log ρ
+    ratio: torch.Tensor    # ρ = exp(c)
 
 
-def _ratio(lp: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return _ratio_of(lp - old)
+def _inputs(log_prob, old_log_prob, advantages, mask, stats) -> _Tokens:
+    """The checked, cast, masked tensors of one call and the ratio (:func:`theory.surrogate.log_ratio`)."""
+    x, lp, old, adv, m, stats = _prepare(log_prob, old_log_prob, advantages, mask, stats, detach=True)
+    return _Tokens(x, lp, old, adv, m, stats, *log_ratio(lp, old))
 
 
-def _inputs(log_prob, old_log_prob, advantages, mask, stats):
-    """(lp, old, adv, m, stats) of :func:`theory.cov_selection.prepare_tokens`, and ρ."""
-    lp, old, adv, m, stats = prepare_tokens(log_prob, old_log_prob, advantages, mask, stats)
-    return lp, old, adv, m, stats, _ratio(lp, old)
-
-
-def _ppo_terms(ratio, adv, m, eps_low, eps_high):
-    """PPO surrogate max(−Aρ, −A·clip(ρ, 1−ε_l, 1+ε_h)) and where its clip is active (low / high)."""
-    neg_adv = -adv
-    pg1 = neg_adv * ratio
-    pg2 = neg_adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
-    clipped = (pg2 > pg1) & m     # the clamp moved ρ: ρ < 1 − ε_low or ρ > 1 + ε_high, never both
-    low = ratio < 1.0 - eps_low
-    return torch.maximum(pg1, pg2), clipped & low, clipped & ~low
-
-
-def _frac(count: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """count / d with count a 0-dim integer tensor and d = max(N, 1) in the compute dtype."""
-    return count.to(d.dtype) / d
-
-
-def _metrics(ratio, lp, old, adv, m, stats, clip=None, sel: Selection | None = None, candidates=False):
+def _metrics(t: _Tokens, clip=None, sel: Selection | None = None, candidates=False, sums=None):
     """The _COMMON metrics (Eq. 10 scores of ``sel``, else from the scope means); the _CLIP ones if
-    ``clip`` = (low, high) masks; METRIC_CANDIDATE_FRAC if ``candidates``; the _SELECTION ones if ``sel``."""
+    ``clip`` = (#low, #high) clip counts; METRIC_CANDIDATE_FRAC if ``candidates``; the _SELECTION ones if
+    ``sel``; ``sums``: {metric: 0-dim sum over tokens} reported as means (÷ max(N, 1)). All the means come
+    out of one division (a few 0-dim ops instead of three per metric)."""
     if sel is None:
-        mean_lp, mean_adv, n = scope_moments(lp, adv, m, stats)
-        cov = centred_products(lp, adv, m, mean_lp, mean_adv)
+        mean_lp, mean_adv, n = scope_moments(t.lp, t.adv, t.m, t.stats)
+        cov = centred_products(t.lp, t.adv, t.m, mean_lp, mean_adv)
     else:
         n, cov = sel.num_tokens, sel.cov
-    # lp = old at masked tokens (prepare_tokens), so ρ = 1 and both summands below are exactly +0 there
-    d, r = n.clamp_min(1).to(lp.dtype), ratio.detach()
-    out = {METRIC_NUM_TOKENS: n.detach(), METRIC_COV_MEAN: cov.sum() / d,
-           METRIC_APPROX_KL: (r - 1.0 - torch.log(r)).sum() / d, METRIC_PPO_KL: (old - lp.detach()).sum() / d}
+    # at masked tokens d = c = 0 and ρ = 1, so every summand below is 0 there; log ρ = c exactly (ρ = exp(c))
+    # and Σ(log π_old − log π) = −Σd exactly
+    names = [METRIC_COV_MEAN, METRIC_APPROX_KL, METRIC_PPO_KL, *(sums or {})]
+    values = [cov.sum(), (t.ratio - 1.0 - t.c).sum(), -t.d.sum(), *(sums or {}).values()]
+    counts = []
     if clip is not None:   # the low and high clips are disjoint (ρ < 1 − ε_low <= 1 <= 1 + ε_high < ρ)
-        low, high = torch.count_nonzero(clip[0]), torch.count_nonzero(clip[1])
-        out.update(zip(_CLIP, (_frac(c, d) for c in (low, high, low + high))))
+        low, high = clip
+        names += _CLIP
+        counts += [low, high, low + high]
     if candidates:
-        out[METRIC_CANDIDATE_FRAC] = _frac(torch.count_nonzero(sel.candidates), d)
+        names.append(METRIC_CANDIDATE_FRAC)
+        counts.append(torch.count_nonzero(sel.candidates))
     if sel is not None:
         count = torch.count_nonzero(sel.selected)
-        out[METRIC_SELECTED_COUNT], out[METRIC_SELECTED_FRAC] = count, count.to(lp.dtype) / d
-        selected_cov = torch.where(sel.selected, cov, 0.0).sum()
-        out[METRIC_COV_SELECTED_MEAN] = selected_cov / count.clamp_min(1).to(lp.dtype)
+        names.append(METRIC_SELECTED_FRAC)
+        counts.append(count)
+    d = n.clamp_min(1).to(t.lp.dtype)
+    parts = [torch.stack(values), torch.stack(counts).to(d.dtype)] if counts else [torch.stack(values)]
+    means = dict(zip(names, (torch.cat(parts) / d).unbind()))
+    out = {METRIC_NUM_TOKENS: n, **{k: means.pop(k) for k in _COMMON[1:]}}   # the registered order
+    out.update((k, means.pop(k)) for k in (*_CLIP, METRIC_CANDIDATE_FRAC) if k in means)
+    if sel is not None:
+        out[METRIC_SELECTED_COUNT], out[METRIC_SELECTED_FRAC] = count, means.pop(METRIC_SELECTED_FRAC)
+        selected_cov = masked_zero(cov, sel.selected, finite=True).sum()   # cov is finite where masked
+        out[METRIC_COV_SELECTED_MEAN] = selected_cov / count.clamp_min(1).to(d.dtype)
+    out.update(means)   # ``sums``, in the order given
     return out
 
 
 def _select_clip_cov(h, lp, old, adv, m, generator, stats=None, clipped=None) -> Selection:
     """Clip-Cov's selection (its registry hook too): candidates exclude the tokens PPO already clips."""
     if clipped is None:
-        _, c_low, c_high = _ppo_terms(_ratio(lp, old), adv, m, h["eps_low"], h["eps_high"])
-        clipped = c_low | c_high
+        clipped = ppo_terms(log_ratio(lp, old)[2], -adv, h["eps_low"], h["eps_high"])[2]
     return clip_cov_selection(lp, adv, m, clipped, clip_ratio=h["clip_ratio"], cov_lb=h["cov_lb"],
                               cov_ub=h["cov_ub"], stats=stats, generator=generator)
 
@@ -306,8 +310,9 @@ def vanilla_pg(log_prob, old_log_prob, advantages, mask, *, generator: torch.Gen
     ``generator`` unused; ``stats`` only supplies global means for the cov metric. Returns
     (loss_matrix ``[B, T]``, metrics) as described in the module docstring.
     """
-    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
-    return torch.where(m, -adv * ratio, torch.zeros_like(ratio)), _metrics(ratio, lp, old, adv, m, stats)
+    t = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    pg = torch.where(t.m, -t.adv * t.ratio, 0.0)
+    return with_gradient(t.x, pg, ratio_derivative(t.d, pg)), _metrics(t)
 
 
 @register_objective(ObjectiveName.PPO_CLIP, metrics=_COMMON + _CLIP)
@@ -328,10 +333,12 @@ def ppo_clip(log_prob, old_log_prob, advantages, mask, *, eps_low: float = 0.2, 
       (loss_matrix ``[B, T]``, metrics incl. clip_frac_low/high).
     """
     h = _check_values(_RANGES, {"eps_low": eps_low, "eps_high": eps_high})
-    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
-    ppo, c_low, c_high = _ppo_terms(ratio, adv, m, h["eps_low"], h["eps_high"])
-    metrics = _metrics(ratio, lp, old, adv, m, stats, (c_low, c_high))
-    return torch.where(m, ppo, torch.zeros_like(ppo)), metrics
+    t = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    neg_adv = -t.adv
+    pg1, ppo, clipped = ppo_terms(t.ratio, neg_adv, h["eps_low"], h["eps_high"])
+    value = torch.where(t.m, ppo, 0.0)
+    metrics = _metrics(t, clip_counts(clipped, neg_adv))
+    return with_gradient(t.x, value, ratio_derivative(t.d, pg1, clipped)), metrics
 
 
 @register_objective(ObjectiveName.CLIP_HIGHER, metrics=_COMMON + _CLIP)
@@ -372,14 +379,18 @@ def clip_cov(log_prob, old_log_prob, advantages, mask, *, clip_ratio: float = 2e
     """
     h = _check_values(_RANGES, dict(clip_ratio=clip_ratio, cov_lb=cov_lb, cov_ub=cov_ub, eps_low=eps_low,
                                     eps_high=eps_high, allow_large_ratio=allow_large_ratio))
-    lp, old, adv, m, stats, ratio = _inputs(log_prob, old_log_prob, advantages, mask, stats)
-    ppo, c_low, c_high = _ppo_terms(ratio, adv, m, h["eps_low"], h["eps_high"])
-    sel = _select_clip_cov(h, lp, old, adv, m, generator, stats, clipped=c_low | c_high)
-    metrics = _metrics(ratio, lp, old, adv, m, stats, (c_low, c_high), sel, candidates=True)
-    return torch.where(m & ~sel.selected, ppo, torch.zeros_like(ppo)), metrics
+    t = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    neg_adv = -t.adv
+    pg1, ppo, clipped = ppo_terms(t.ratio, neg_adv, h["eps_low"], h["eps_high"])
+    sel = _select_clip_cov(h, t.lp, t.old, t.adv, t.m, generator, t.stats, clipped=clipped)
+    value = masked_zero(ppo, t.m & ~sel.selected, finite=t.x.device.type == "cpu")   # finite on CPU
+    derivative = ratio_derivative(t.d, pg1, clipped | sel.selected)
+    metrics = _metrics(t, clip_counts(clipped, neg_adv), sel, candidates=True)
+    return with_gradient(t.x, value, derivative), metrics
 
 
-@register_objective(ObjectiveName.KL_COV, metrics=_COMMON + _SELECTION + (METRIC_KL_PENALTY,),
+@register_objective(ObjectiveName.KL_COV,
+                    metrics=_COMMON + _SELECTION + (METRIC_KL_PENALTY, METRIC_ABS_LOG_RATIO),
                     select=_select_kl_cov)
 def kl_cov(log_prob, old_log_prob, advantages, mask, *, kl_ratio: float = 2e-3, kl_coef: float = 1.0,
            allow_large_ratio: bool = False, generator: torch.Generator | None = None,
@@ -403,16 +414,18 @@ def kl_cov(log_prob, old_log_prob, advantages, mask, *, kl_ratio: float = 2e-3, 
       (loss_matrix ``[B, T]``, metrics incl. selected_count/frac and kl_penalty).
     """
     h = _check_values(_RANGES, dict(kl_ratio=kl_ratio, kl_coef=kl_coef, allow_large_ratio=allow_large_ratio))
-    lp, old, adv, m, stats = prepare_tokens(log_prob, old_log_prob, advantages, mask, stats)
-    log_ratio = lp - old
-    ratio = _ratio_of(log_ratio)
-    sel = _select_kl_cov(h, lp, old, adv, m, generator, stats)
-    penalty = torch.where(sel.selected, h["kl_coef"] * torch.abs(log_ratio), torch.zeros_like(ratio))
-    metrics = _metrics(ratio, lp, old, adv, m, stats, sel=sel)
-    metrics[METRIC_KL_PENALTY] = penalty.detach().sum() / sel.num_tokens.clamp_min(1).to(lp.dtype)
-    # masked tokens: A = +0, ρ = 1, penalty = +0, so −Aρ + penalty is exactly +0 there with zero gradient
-    # (lp = old there, a constant), which is what torch.where(mask, ·, 0) would give, one pass cheaper
-    return -adv * ratio + penalty, metrics
+    t = _inputs(log_prob, old_log_prob, advantages, mask, stats)
+    sel = _select_kl_cov(h, t.lp, t.old, t.adv, t.m, generator, t.stats)
+    abs_d = t.d.abs()
+    # ∂(β|d|)/∂d = β sign(d) on the selected tokens, and β|d| = (β sign(d))·d exactly (a product by ±1, 0)
+    penalty_derivative = masked_zero(h["kl_coef"] * torch.sign(t.d), sel.selected, finite=True)
+    penalty = penalty_derivative * t.d
+    metrics = _metrics(t, sel=sel, sums={METRIC_KL_PENALTY: penalty.sum(), METRIC_ABS_LOG_RATIO: abs_d.sum()})
+    # masked tokens: A = 0, d = 0, ρ = 1, penalty = 0, so −Aρ + penalty is 0 there and so is its derivative,
+    # which is what torch.where(mask, ·, 0) would give, one pass cheaper
+    pg = -t.adv * t.ratio
+    derivative = ratio_derivative(t.d, pg, abs_d=abs_d) + penalty_derivative
+    return with_gradient(t.x, pg + penalty, derivative), metrics
 
 
 def compute_cov_stats(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
