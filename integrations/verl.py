@@ -248,9 +248,9 @@ def _hash32(x):
     return x ^ (x >> 16)
 
 
-def _row_hashes(seed: int, counter: int, rows: torch.Tensor) -> torch.Tensor:
-    base = _hash32(_hash32(seed & _M32) ^ (counter & _M32))   # Python ints: the same arithmetic
-    return _hash32(base ^ (rows & _M32))
+def _call_key(seed: int, counter: int) -> int:
+    """The 32-bit key of one loss call (Python ints: the same arithmetic as on tensors)."""
+    return _hash32(_hash32(seed & _M32) ^ (counter & _M32))
 
 
 @functools.lru_cache(maxsize=16)
@@ -258,33 +258,46 @@ def _col_hashes(cols: int, device: torch.device) -> torch.Tensor:
     return _hash32(torch.arange(cols, device=device, dtype=torch.int64) ^ 0x5BD1E995)
 
 
+def _position_hashes(rows: torch.Tensor, cols: int) -> torch.Tensor:
+    """G[r, c] = H(H(r ⊕ 0x9E3779B9) ⊕ H(c ⊕ 0x5BD1E995)) ``[len(rows), cols]``: a fixed 32-bit scramble of
+    each token's global position (``rows``: int64 global row indices), the same on every rank and call."""
+    return _hash32(_hash32((rows & _M32) ^ 0x9E3779B9)[:, None] ^ _col_hashes(cols, rows.device))
+
+
+@functools.lru_cache(maxsize=8)
+def _local_position_hashes(n_rows: int, cols: int, device: torch.device) -> torch.Tensor:
+    """:func:`_position_hashes` of rows 0 … n_rows − 1 (one process: a batch's rows are the global rows),
+    cached: they depend on the shape only."""
+    return _position_hashes(torch.arange(n_rows, device=device, dtype=torch.int64), cols)
+
+
 def uniform_keys(seed: int, counter: int, rows: torch.Tensor, cols: int) -> torch.Tensor:
-    """Counter-based U[0, 1) keys ``[len(rows), cols]`` (float64 multiples of 2⁻³²): a function of (seed,
-    counter, row, column) only, so a token gets the same key whichever rank holds it. ``rows``: int64 global
-    row indices. (Equal keys are possible, p ≈ c²/2³³ among c candidates; ties go to the first position.)"""
-    bits = _hash32(_row_hashes(seed, counter, rows)[:, None] ^ _col_hashes(cols, rows.device))
+    """Counter-based U[0, 1) keys ``[len(rows), cols]`` (float64 multiples of 2⁻³²): H(G[r, c] ⊕ key(seed,
+    counter)) with H the 32-bit mixer and G :func:`_position_hashes`, a function of (seed, counter, row,
+    column) only, so a token gets the same key whichever rank holds it. ``rows``: int64 global row indices.
+    (Equal keys are possible, p ≈ c²/2³³ among c candidates; ties go to the first position.)"""
+    bits = _hash32(_position_hashes(rows, cols) ^ _call_key(seed, counter))
     return bits.to(torch.float64) * 2.0 ** -32
 
 
-def _local_random_top_k(seed: int, counter: int, rows: torch.Tensor, eligible: torch.Tensor,
-                        k: torch.Tensor) -> torch.Tensor:
-    """:func:`theory.cov_selection.top_k_mask` of :func:`uniform_keys` on CPU, hashing only the eligible
-    tokens' keys: the k largest 32-bit hashes (the keys are hash·2⁻³², so the same order), ties by
-    position."""
+def _local_random_top_k(seed: int, counter: int, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """:func:`theory.cov_selection.top_k_mask` of :func:`uniform_keys` (rows 0 … B − 1) on CPU, hashing only
+    the eligible tokens' keys: the k largest 32-bit hashes (the keys are hash·2⁻³², so the same order), ties
+    by position."""
     out = torch.zeros_like(eligible)
-    row, col = eligible.nonzero().unbind(1)                         # row-major, i.e. ascending positions
-    kk = min(int(k), row.numel())
-    if kk == row.numel():
-        out[row, col] = True
-    elif kk > 0:
-        col_hashes = _col_hashes(eligible.shape[1], eligible.device)
-        bits = _hash32(_row_hashes(seed, counter, rows)[row] ^ col_hashes[col])
+    flat = eligible.reshape(-1).nonzero().squeeze(1)                # ascending positions
+    kk = min(int(k), flat.numel())
+    if kk == flat.numel():
+        return eligible.clone()
+    if kk > 0:
+        positions = _local_position_hashes(eligible.shape[0], eligible.shape[1], eligible.device).reshape(-1)
+        bits = _hash32(positions[flat] ^ _call_key(seed, counter))
         top = torch.topk(bits, kk + 1)                              # sorted
         if bool(top.values[kk] < top.values[kk - 1]):               # no tie at the threshold
             pick = top.indices[:kk]
         else:                                                       # a stable sort breaks ties by position
             pick = torch.sort(bits, descending=True, stable=True).indices[:kk]
-        out[row[pick], col[pick]] = True
+        out.reshape(-1)[flat[pick]] = True
     return out
 
 
@@ -310,10 +323,10 @@ def _scope_hooks(objective: str, group, counter: int, rows: int):
         if objective == "kl_cov":
             return top_k_mask(cov, eligible, k) if group is None else global_top_k(cov, eligible, k, group)
         dev = eligible.device
+        if group is None and dev.type == "cpu":
+            return _local_random_top_k(seed, counter, eligible, k)
         row0 = _exclusive_offset(torch.full((), rows, dtype=torch.int64, device=dev), group)
         global_rows = row0 + torch.arange(rows, device=dev)
-        if group is None and dev.type == "cpu":
-            return _local_random_top_k(seed, counter, global_rows, eligible, k)
         keys = uniform_keys(seed, counter, global_rows, eligible.shape[1])
         return top_k_mask(keys, eligible, k) if group is None else global_top_k(keys, eligible, k, group)
 

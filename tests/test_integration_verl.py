@@ -158,6 +158,22 @@ def test_uniform_keys_depend_only_on_seed_counter_row_column():
     assert 0.0 <= float(many.min()) and float(many.max()) < 1.0 and abs(float(many.mean()) - 0.5) < 0.01
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_cpu_random_pick_is_the_top_k_of_the_uniform_keys(seed):
+    """One process on CPU hashes only the eligible tokens (cached position hashes); it picks what the general
+    path (top-k of :func:`uniform_keys` over the whole block, used on GPUs and across ranks) picks."""
+    g = torch.Generator().manual_seed(seed)
+    eligible = torch.rand(7, 33, generator=g) < 0.4
+    keys = ev.uniform_keys(seed, 5, torch.arange(7), 33)
+    for k in (0, 1, 3, 10, int(eligible.sum()), int(eligible.sum()) + 4):
+        kk = torch.tensor(k)
+        pick = ev._local_random_top_k(seed, 5, eligible, kk)
+        assert torch.equal(pick, top_k_mask(keys, eligible, kk)), k
+        assert int(pick.sum()) == min(k, int(eligible.sum()))
+    other = ev._local_random_top_k(seed, 6, eligible, torch.tensor(3))    # the next call picks anew
+    assert not torch.equal(other, ev._local_random_top_k(seed, 5, eligible, torch.tensor(3)))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_global_top_k_equals_top_k_mask(seed):
     g = torch.Generator().manual_seed(seed)

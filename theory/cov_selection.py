@@ -169,14 +169,15 @@ class Selection(NamedTuple):
 
 
 def _moments(log_prob, advantages, mask, stats):
-    """(mean log π, mean A, N of this call, N of the scope) (see :func:`scope_moments`)."""
+    """(mean log π, mean A, N of this call, N of the scope (int64, or float64 from ``stats.reduce``)) (see
+    :func:`scope_moments`)."""
     if stats is not None and stats.reduce is not None:   # lp and A are 0 at masked tokens (prepared)
         n = torch.count_nonzero(mask)
         sums = torch.stack([log_prob.detach().sum(dtype=torch.float64), advantages.sum(dtype=torch.float64),
                             n.to(torch.float64)])
         sums = stats.reduce(sums)
         means = (sums[:2] / sums[2].clamp_min(1)).to(log_prob.dtype)
-        return means[0], means[1], n, sums[2].to(torch.int64)
+        return means[0], means[1], n, sums[2]     # the scope's N as float64 (exact), for the quota
     mean_lp, mean_adv, n = scope_moments(log_prob, advantages, mask, stats)
     return mean_lp, mean_adv, n, n
 
@@ -213,7 +214,8 @@ def centred_products(log_prob, advantages, mask, mean_log_prob, mean_advantage) 
 
 
 def token_quota(num_tokens: torch.Tensor, ratio: float) -> torch.Tensor:
-    """k = max(1, ⌊ratio·N⌋) as a 0-dim int64 tensor (float64 product, as Python's int(r*N))."""
+    """k = max(1, ⌊ratio·N⌋) as a 0-dim int64 tensor (float64 product, as Python's int(r*N)); ``num_tokens``
+    a 0-dim integer or float64 tensor."""
     return torch.floor(num_tokens.to(torch.float64) * ratio).to(torch.int64).clamp_min(1)
 
 
@@ -241,15 +243,15 @@ def _top_k_mask_sorted(keys, eligible, k):
 def _top_k_mask_cpu(keys, eligible, k):
     """:func:`top_k_mask` with ``torch.topk``: the kk = min(k, #eligible) largest, unless the kk-th and the
     (kk+1)-th largest tie, when ties at the threshold go by position."""
-    count = int(torch.count_nonzero(eligible))
-    kk = min(int(k), count)
-    if kk <= 0:
-        return torch.zeros_like(eligible)
-    if kk == count:
-        return eligible.clone()
-    flat = keys.reshape(-1)
-    top = torch.topk(flat, kk + 1)                          # the kk + 1 largest of all keys: if all are
-    if not bool(eligible.reshape(-1)[top.indices].all()):   # eligible, the kk + 1 largest eligible ones
+    kk, flat = int(k), keys.reshape(-1)
+    top = torch.topk(flat, kk + 1) if 0 < kk < flat.numel() else None   # the kk + 1 largest of all keys:
+    if top is None or not bool(eligible.reshape(-1)[top.indices].all()):  # if all are eligible, they are
+        count = int(torch.count_nonzero(eligible))                         # the kk + 1 largest eligible
+        kk = min(kk, count)
+        if kk <= 0:
+            return torch.zeros_like(eligible)
+        if kk == count:
+            return eligible.clone()
         flat = torch.where(eligible, keys, -math.inf).reshape(-1)
         top = torch.topk(flat, kk + 1)                      # the (kk+1)-th is eligible too (kk < count)
     thr = top.values[kk - 1]
