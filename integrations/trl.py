@@ -180,11 +180,14 @@ class EntropyMechGRPOTrainer(GRPOTrainer):
         adv = inputs["advantages"]
         return (adv.unsqueeze(1) if adv.dim() == 1 else adv).expand_as(like)
 
-    def _window_batch(self, model, micro_batches) -> WindowBatch:
-        """This process's window: current log π by a no-grad forward of every micro-batch, concatenated."""
+    def _window_batch(self, model, micro_batches, first_log_prob: torch.Tensor | None) -> WindowBatch:
+        """This process's window: current log π of every micro-batch, concatenated. The first micro-batch's
+        comes from the loss's own forward when given (``first_log_prob``, detached: the parameters have not
+        moved since), the others' from a no-grad forward each: W micro-batches cost W − 1 extra forwards."""
         lps, olds, advs, masks = [], [], [], []
-        for mb in micro_batches:
-            lp = self._logps(model, mb, grad=False)[0].detach()
+        for p, mb in enumerate(micro_batches):
+            lp = first_log_prob if p == 0 and first_log_prob is not None else \
+                self._logps(model, mb, grad=False)[0].detach()
             old = mb.get("old_per_token_logps")
             lps.append(lp)
             olds.append(lp if old is None else old)
@@ -196,9 +199,9 @@ class EntropyMechGRPOTrainer(GRPOTrainer):
         return WindowBatch(torch.cat(lps), torch.cat(olds), torch.cat(advs), torch.cat(masks),
                            lps[0].shape[0])
 
-    def _step_stats(self, model, inputs):
-        """The micro-batch's :class:`CovStats` of the whole optimizer step's selection (computed at its
-        first micro-batch: :func:`integrations.trl_window.select_window`)."""
+    def _step_stats(self, model, inputs, log_prob: torch.Tensor):
+        """The micro-batch's :class:`CovStats` of the whole optimizer step's selection (computed at its first
+        micro-batch, whose current log π is ``log_prob``: :func:`integrations.trl_window.select_window`)."""
         if self._window is None:
             w, spg, s0 = self.current_gradient_accumulation_steps, self.args.steps_per_generation, self._step
             period = spg * self.num_iterations
@@ -208,7 +211,8 @@ class EntropyMechGRPOTrainer(GRPOTrainer):
             mbs = [self._buffered_inputs[(s0 + p) % spg] for p in range(w)]
             gen = selection_generator(self.args.selection_seed, self.state.global_step,
                                       inputs["completion_ids"].device)
-            self._window = select_window(self._window_batch(model, mbs), objective=self.args.objective,
+            first = log_prob.detach() if mbs[0] is inputs else None   # TRL hands the buffered batch itself
+            self._window = select_window(self._window_batch(model, mbs, first), objective=self.args.objective,
                                          params=self.objective_params, generator=gen,
                                          accelerator=self.accelerator)
             st = self._window.stats
@@ -254,7 +258,7 @@ class EntropyMechGRPOTrainer(GRPOTrainer):
         adv = self._token_advantages(inputs, lp)
         old = inputs.get("old_per_token_logps")
         old = lp.detach() if old is None else old
-        stats = self._step_stats(model, inputs) if (self.selects and mode == "train") else None
+        stats = self._step_stats(model, inputs, lp) if (self.selects and mode == "train") else None
         gen = selection_generator(self.args.selection_seed, self.state.global_step, lp.device)
         mat, met = self.objective_fn(lp, old, adv, m, **self.objective_params, generator=gen, stats=stats)
         if self.off_policy_mask_threshold is not None:

@@ -91,15 +91,18 @@ def micro_batch(seed: int, rows=4, prompt=3, width=COMPLETION, vocab=60, off_pol
     return inputs
 
 
-def loss_and_grads(tr, inputs_list, num_items):
-    """Sum of the trainer's micro-batch losses over one optimizer step, and the accumulated gradients."""
+def loss_and_grads(tr, inputs_list, num_items, *, as_trl=True):
+    """Sum of the trainer's micro-batch losses over one optimizer step, and the accumulated gradients.
+    ``as_trl``: compute_loss gets TRL's buffered batch object itself (as in a real run, where the window
+    reuses the first micro-batch's log-probs); else a copy (the window recomputes them)."""
     tr.model.zero_grad(set_to_none=True)
     tr.current_gradient_accumulation_steps = len(inputs_list)
-    tr._buffered_inputs, tr._step = inputs_list, 0
+    buffered = [{**inputs, "num_items_in_batch": num_items} for inputs in inputs_list]
+    tr._buffered_inputs, tr._step = buffered, 0
     total = 0.0
-    for p, inputs in enumerate(inputs_list):
+    for p, inputs in enumerate(buffered):
         tr.accelerator.gradient_state._set_sync_gradients(p == len(inputs_list) - 1)
-        loss = tr.compute_loss(tr.model, {**inputs, "num_items_in_batch": num_items})
+        loss = tr.compute_loss(tr.model, inputs if as_trl else dict(inputs))
         loss.backward()
         total += float(loss.detach())
         tr._step += 1
@@ -168,14 +171,21 @@ def reference(tr, mbs, objective, params):
     return float(loss.detach()), grads, sel.selected
 
 
+@pytest.mark.parametrize("as_trl", [True, False])
 @pytest.mark.parametrize("objective", ["kl_cov", "clip_cov"])
-def test_cov_objectives_select_over_the_optimizer_step(model_dir, tmp_path, objective):
+def test_cov_objectives_select_over_the_optimizer_step(model_dir, tmp_path, objective, as_trl):
     params = COV_PARAMS[objective]
     tr = make_trainer(model_dir, tmp_path, objective=objective, objective_params=params, selection_seed=7)
     mbs = [micro_batch(s, model=tr.model) for s in (1, 2)]
     n = sum(mb["completion_mask"].sum() for mb in mbs)
     tr._window = None
-    l_ours, g_ours = loss_and_grads(tr, mbs, n)
+    no_grad_forwards = []
+    logps = tr._logps
+    tr._logps = lambda model, inputs, grad: (no_grad_forwards.append(1) if not grad else None) or \
+        logps(model, inputs, grad)
+    l_ours, g_ours = loss_and_grads(tr, mbs, n, as_trl=as_trl)
+    del tr._logps
+    assert len(no_grad_forwards) == (1 if as_trl else 2)   # W − 1 extra forwards when the batch is TRL's
     assert tr._window is None  # reset after the step's last micro-batch
     steps = tr._metrics["train"][METRIC_STEP_SELECTED]
     l_ref, g_ref, sel_ref = reference(tr, mbs, objective, tr.objective_params)
