@@ -38,6 +38,7 @@ objective's ``objective/*`` keys (token-weighted over processes), and per optimi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -48,6 +49,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without trl installed
     raise ImportError("integrations.trl needs TRL: pip install 'trl>=1.16,<2'") from err
 
+from llm_rl.config import ON_POLICY_KL_COV
 from theory.aggregation import aggregate
 from theory.objectives import KNOWN_OBJECTIVES, get_objective, objective_spec, validate_objective_params
 
@@ -130,6 +132,10 @@ class EntropyMechGRPOConfig(GRPOConfig):
             v, low = getattr(self, name), 1 if name == "probe_max_states" else 0
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        if self.objective == "kl_cov" and self.gradient_accumulation_steps % (
+                self.steps_per_generation * self.num_iterations) == 0:   # TRL then keeps no old log-probs
+            how = "set num_iterations > 1 or steps_per_generation > gradient_accumulation_steps"
+            warnings.warn(ON_POLICY_KL_COV.format(how=how), UserWarning, stacklevel=2)
 
 
 class EntropyMechGRPOTrainer(GRPOTrainer):

@@ -282,6 +282,18 @@ def test_config_rejects(tmp_path, over, match):
         EntropyMechGRPOConfig(**common_args(tmp_path, **over))
 
 
+def test_on_policy_kl_cov_warns_that_its_penalty_cannot_act(tmp_path):
+    """TRL keeps no old log-probs when every step is on-policy (ρ ≡ 1), where KL-Cov is vanilla PG."""
+    with pytest.warns(UserWarning, match="on-policy.*num_iterations > 1"):
+        EntropyMechGRPOConfig(**common_args(tmp_path, objective="kl_cov"))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        EntropyMechGRPOConfig(**common_args(tmp_path, objective="kl_cov", num_iterations=2))
+        EntropyMechGRPOConfig(**common_args(tmp_path, objective="kl_cov", steps_per_generation=4))
+        EntropyMechGRPOConfig(**common_args(tmp_path, objective="clip_cov"))
+
+
 def test_config_takes_trl_clip_and_objective_overrides(tmp_path):
     from integrations.trl import resolve_objective_params
     assert resolve_objective_params("ppo_clip", {}, epsilon=0.1, epsilon_high=None) == \
