@@ -224,3 +224,25 @@ def test_float32_objective_is_close_to_float64():
                         lp.float())
     scale = float(g64.abs().max())
     torch.testing.assert_close(g32.double() / scale, g64 / scale, atol=ATOL_F32, rtol=RTOL_F32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cpu_top_k_of_a_large_block_equals_the_sort(seed):
+    """Large enough for the chunked search (>= 4k chunks of 64): ties (few distinct values), many equal
+    keys at the threshold, ineligible entries among the largest."""
+    g = torch.Generator().manual_seed(seed)
+    levels = (3, 50, 10_000)[seed % 3]
+    keys = torch.randint(0, levels, (16, 512), generator=g).float()
+    eligible = torch.rand(16, 512, generator=g) < 0.8
+    for k in (1, 5, 41, 100, int(eligible.sum()) - 1):
+        kk = torch.tensor(k)
+        assert torch.equal(top_k_mask(keys, eligible, kk), _top_k_mask_sorted(keys, eligible, kk)), k
+
+
+def test_chunked_largest_has_the_values_of_topk():
+    from theory.cov_selection import _largest
+    g = torch.Generator().manual_seed(0)
+    flat = torch.randn(64 * 300, generator=g)
+    for m in (1, 7, 41, 75):
+        values, indices = _largest(flat, m)
+        assert torch.equal(values, torch.topk(flat, m).values) and torch.equal(flat[indices], values)

@@ -71,7 +71,7 @@ def _check_token_values(named: dict) -> None:
     host read: a finite sum of their sums proves them all finite; otherwise (a NaN or inf, or a sum that
     overflows) each is checked on its own, which raises for the first offender."""
     xs = [x for x in named.values() if x.device.type == "cpu" and x.numel()]
-    if math.isfinite(sum(float(x.detach().sum()) for x in xs)):
+    if math.isfinite(sum(float((x.detach() if x.requires_grad else x).sum()) for x in xs)):
         return
     for name, x in named.items():
         if x.device.type == "cpu":

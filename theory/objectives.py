@@ -271,15 +271,15 @@ def _metrics(t: _Tokens, clip=None, sel: Selection | None = None, candidates=Fal
         count = torch.count_nonzero(sel.selected)
         names.append(METRIC_SELECTED_FRAC)
         counts.append(count)
-    d = n.clamp_min(1).to(t.lp.dtype)
-    parts = [torch.stack(values), torch.stack(counts).to(d.dtype)] if counts else [torch.stack(values)]
-    means = dict(zip(names, (torch.cat(parts) / d).unbind()))
+    d = n.clamp_min(1)            # int64: dividing a float tensor by it promotes it exactly (N < 2²⁴)
+    parts = [torch.stack(values), torch.stack(counts)] if counts else [torch.stack(values)]
+    means = dict(zip(names, (torch.cat(parts) / d).unbind()))   # cat promotes the counts to the floats' dtype
     out = {METRIC_NUM_TOKENS: n, **{k: means.pop(k) for k in _COMMON[1:]}}   # the registered order
     out.update((k, means.pop(k)) for k in (*_CLIP, METRIC_CANDIDATE_FRAC) if k in means)
     if sel is not None:
         out[METRIC_SELECTED_COUNT], out[METRIC_SELECTED_FRAC] = count, means.pop(METRIC_SELECTED_FRAC)
         selected_cov = masked_zero(cov, sel.selected, finite=True).sum()   # cov is finite where masked
-        out[METRIC_COV_SELECTED_MEAN] = selected_cov / count.clamp_min(1).to(d.dtype)
+        out[METRIC_COV_SELECTED_MEAN] = selected_cov / count.clamp_min(1)
     out.update(means)   # ``sums``, in the order given
     return out
 
