@@ -246,3 +246,23 @@ def test_chunked_largest_has_the_values_of_topk():
     for m in (1, 7, 41, 75):
         values, indices = _largest(flat, m)
         assert torch.equal(values, torch.topk(flat, m).values) and torch.equal(flat[indices], values)
+
+
+@pytest.mark.parametrize("name", ["vanilla_pg", "ppo_clip", "clip_cov", "kl_cov"])
+def test_the_accelerator_paths_give_what_the_cpu_shortcuts_give(name, monkeypatch):
+    """Off the CPU the objectives mask with ``where``, keep the clamp test and sort for the top-k; run those
+    paths here (theory._checks._DEVICE_PATHS_ON_CPU) and compare loss, gradient and metrics."""
+    import theory._checks as checks
+    lp, old, adv, mask = _batch(6, dtype=torch.float32)
+    fn = dict(vanilla_pg=vanilla_pg, ppo_clip=ppo_clip, clip_cov=clip_cov, kl_cov=kl_cov)[name]
+    results = []
+    for device_paths in (False, True):
+        monkeypatch.setattr(checks, "_DEVICE_PATHS_ON_CPU", device_paths)
+        x = lp.clone().requires_grad_(True)
+        extra = {"generator": _gen(3)} if name.endswith("_cov") else {}
+        L, met = fn(x, old, adv, mask, **_KW[name], **extra)
+        aggregate(L, mask, "token-mean").backward()
+        results.append((L.detach(), x.grad, met))
+    (L0, g0, m0), (L1, g1, m1) = results
+    assert torch.equal(L0, L1) and torch.equal(g0, g1)
+    assert m0.keys() == m1.keys() and all(torch.equal(m0[k], m1[k]) for k in m0)

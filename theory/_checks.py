@@ -16,6 +16,17 @@ import torch
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+#: set by tests to run the objectives' accelerator code paths on CPU tensors (tests/test_theory_surrogate.py)
+_DEVICE_PATHS_ON_CPU = False
+
+
+def host_readable(t: torch.Tensor) -> bool:
+    """Whether the objectives may take their CPU shortcuts for ``t``: a CPU tensor, whose values were checked
+    for NaN/inf on entry and can be read without waiting for a device (docs/theory.md §1.10). Elsewhere
+    they use the forms that need neither (``where`` masking, a sort for the top-k)."""
+    return t.device.type == "cpu" and not _DEVICE_PATHS_ON_CPU
+
+
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """float64 if any input is float64, else float32 (half precision is upcast)."""
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32

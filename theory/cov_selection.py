@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from ._checks import check_same_shape, compute_dtype
+from ._checks import check_same_shape, compute_dtype, host_readable
 from .aggregation import _check_token_mask, _check_token_tensor, _check_token_values
 
 
@@ -139,9 +139,10 @@ def _prepare(log_prob, old_log_prob, advantages, mask, stats, *, detach: bool):
     m = _check_token_mask(mask, log_prob)
     dtype = compute_dtype(log_prob, old_log_prob, advantages)
     x = log_prob.to(dtype)
-    old = masked_zero(old_log_prob.detach().to(dtype), m, finite=log_prob.device.type == "cpu")
-    adv = masked_zero(advantages.detach().to(dtype), m, finite=log_prob.device.type == "cpu")
-    lp = torch.where(m, x, old) if not detach else masked_zero(x.detach(), m, finite=x.device.type == "cpu")
+    finite = host_readable(log_prob)     # CPU inputs were checked above
+    old = masked_zero(old_log_prob.detach().to(dtype), m, finite=finite)
+    adv = masked_zero(advantages.detach().to(dtype), m, finite=finite)
+    lp = torch.where(m, x, old) if not detach else masked_zero(x.detach(), m, finite=finite)
     return x, lp, old, adv, m, check_cov_stats(stats, log_prob)
 
 
@@ -228,7 +229,7 @@ def top_k_mask(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> t
     eligible: unlike ``torch.topk`` this needs k only as a tensor, so nothing waits for the device. On the
     CPU, where reading k costs no wait, ``torch.topk`` of the k + 1 largest does the same in a fraction of
     the time (same result; ``tests/test_objectives.py`` holds it against the sort)."""
-    if keys.device.type == "cpu":
+    if host_readable(keys):
         return _top_k_mask_cpu(keys, eligible, k)
     return _top_k_mask_sorted(keys, eligible, k)
 

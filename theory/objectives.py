@@ -33,7 +33,7 @@ from typing import Callable, Mapping, NamedTuple
 
 import torch
 
-from ._checks import Hyperparameter
+from ._checks import Hyperparameter, host_readable
 from .cov_selection import (CovStats, Selection, _prepare, centred_products, clip_cov_selection,
                             kl_cov_selection, masked_zero, scope_moments, scope_stats)
 # the names of the built-in objectives and of the reference-KL estimators (theory.regularizers) live in
@@ -383,7 +383,7 @@ def clip_cov(log_prob, old_log_prob, advantages, mask, *, clip_ratio: float = 2e
     neg_adv = -t.adv
     pg1, ppo, clipped = ppo_terms(t.ratio, neg_adv, h["eps_low"], h["eps_high"])
     sel = _select_clip_cov(h, t.lp, t.old, t.adv, t.m, generator, t.stats, clipped=clipped)
-    value = masked_zero(ppo, t.m & ~sel.selected, finite=t.x.device.type == "cpu")   # finite on CPU
+    value = masked_zero(ppo, t.m & ~sel.selected, finite=host_readable(t.x))   # checked CPU inputs: finite
     derivative = ratio_derivative(t.d, pg1, clipped | sel.selected)
     metrics = _metrics(t, clip_counts(clipped, neg_adv), sel, candidates=True)
     return with_gradient(t.x, value, derivative), metrics

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import host_readable
+
 #: |log ρ| is clamped to this before ``exp`` (verl ``vanilla``); also used by the k3 estimators.
 LOG_RATIO_CLAMP = 20.0
 
@@ -76,8 +78,7 @@ def ratio_derivative(d: torch.Tensor, pg: torch.Tensor, inactive: torch.Tensor |
     is true of NaN). On CPU (inputs checked finite, and reading a value costs no device wait) the clamp
     test is skipped when no |d| exceeds 20, and ``inactive`` zeroes by a product (exact: pg is finite)."""
     abs_d = d.abs() if abs_d is None else abs_d
-    cpu = d.device.type == "cpu"
-    if cpu and d.numel() and float(abs_d.max()) <= LOG_RATIO_CLAMP:
+    if host_readable(d) and d.numel() and float(abs_d.max()) <= LOG_RATIO_CLAMP:
         return pg if inactive is None else pg * (~inactive).view(torch.uint8)
     off = abs_d > LOG_RATIO_CLAMP
     if inactive is not None:
