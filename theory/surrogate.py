@@ -29,12 +29,18 @@ LOG_RATIO_CLAMP = 20.0
 
 
 class _WithGradient(torch.autograd.Function):
-    """value (computed without autograd) as a function of x whose gradient is ``grad · derivative``."""
+    """value (computed without autograd) as a function of x whose gradient is ``grad · derivative``
+    (setup_context form, so ``torch.func.grad`` differentiates through it too)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, value, derivative):
-        ctx.save_for_backward(derivative)
+    def forward(x, value, derivative):
         return value.view_as(value)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
