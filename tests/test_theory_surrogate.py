@@ -266,15 +266,3 @@ def test_the_accelerator_paths_give_what_the_cpu_shortcuts_give(name, monkeypatc
     (L0, g0, m0), (L1, g1, m1) = results
     assert torch.equal(L0, L1) and torch.equal(g0, g1)
     assert m0.keys() == m1.keys() and all(torch.equal(m0[k], m1[k]) for k in m0)
-
-
-def test_objectives_work_under_torch_func_grad():
-    """The closed-form gradient serves torch.func.grad too (not vmap: the CPU input checks read values)."""
-    lp, old, adv, mask = _batch(7)
-
-    def loss(x):
-        return aggregate(ppo_clip(x, old, adv, mask)[0], mask, "token-mean")
-
-    x = lp.clone().requires_grad_(True)
-    loss(x).backward()
-    torch.testing.assert_close(torch.func.grad(loss)(lp), x.grad, atol=EXACT_F64, rtol=EXACT_F64)

@@ -29,18 +29,14 @@ LOG_RATIO_CLAMP = 20.0
 
 
 class _WithGradient(torch.autograd.Function):
-    """value (computed without autograd) as a function of x whose gradient is ``grad · derivative``
-    (setup_context form, so ``torch.func.grad`` differentiates through it too)."""
-
-    generate_vmap_rule = True
+    """value (computed without autograd) as a function of x whose gradient is ``grad · derivative``. The
+    classic ``forward(ctx, ...)`` form: the ``setup_context`` form that ``torch.func`` needs costs ~40 µs more
+    per call on CPU, and nothing here differentiates the objectives with ``torch.func``."""
 
     @staticmethod
-    def forward(x, value, derivative):
+    def forward(ctx, x, value, derivative):
+        ctx.save_for_backward(derivative)
         return value.view_as(value)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[2])
 
     @staticmethod
     def backward(ctx, grad):
