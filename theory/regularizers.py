@@ -19,13 +19,8 @@ import torch
 from ._checks import check_same_shape, check_scalar, compute_dtype
 from .aggregation import _check_token_mask, _check_token_tensor
 from .names import KL_ESTIMATORS
-from .objectives import (
-    LOG_RATIO_CLAMP,
-    METRIC_ENTROPY,
-    METRIC_REF_KL_K1,
-    METRIC_REF_KL_K2,
-    METRIC_REF_KL_K3,
-)
+from .objective_registry import METRIC_ENTROPY, METRIC_REF_KL_K1, METRIC_REF_KL_K2, METRIC_REF_KL_K3
+from .surrogate import LOG_RATIO_CLAMP
 
 
 def entropy_bonus(
