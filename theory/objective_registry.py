@@ -204,6 +204,6 @@ __all__ = [
     "METRIC_CLIP_FRAC_HIGH", "METRIC_CLIP_FRAC_LOW", "METRIC_COV_MEAN", "METRIC_COV_SELECTED_MEAN",
     "METRIC_DESCRIPTIONS", "METRIC_ENTROPY", "METRIC_KL_PENALTY", "METRIC_NUM_TOKENS", "METRIC_PPO_KL",
     "METRIC_REF_KL_K1", "METRIC_REF_KL_K2", "METRIC_REF_KL_K3", "METRIC_SELECTED_COUNT",
-    "METRIC_SELECTED_FRAC", "OBJECTIVES", "ObjectiveFn", "ObjectiveSpec", "SelectHook", "get_objective", "objective_spec",
-    "register_objective", "validate_objective_params",
+    "METRIC_SELECTED_FRAC", "OBJECTIVES", "ObjectiveFn", "ObjectiveSpec", "SelectHook", "get_objective",
+    "objective_spec", "register_objective", "validate_objective_params",
 ]
