@@ -93,16 +93,14 @@ def main(argv=None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         model, tok = build_default_policy(seed=0, max_positions=128)
         model_dir = str(save_policy(model, tok, Path(tmp) / "model"))
-        runs = {"trl": [], "ours": []}
+        sides = {"trl": (GRPOTrainer, GRPOConfig, {}),
+                 "ours": (EntropyMechGRPOTrainer, EntropyMechGRPOConfig,
+                          dict(objective=a.objective, objective_params=params))}
+        runs = {side: [] for side in sides}
         for r in range(a.repeats):
             for side in (("trl", "ours") if r % 2 == 0 else ("ours", "trl")):
-                if side == "trl":
-                    runs[side] += step_times(GRPOTrainer, GRPOConfig, model_dir, str(Path(tmp) / f"trl{r}"),
-                                             a)
-                else:
-                    runs[side] += step_times(EntropyMechGRPOTrainer, EntropyMechGRPOConfig, model_dir,
-                                             str(Path(tmp) / f"ours{r}"), a, objective=a.objective,
-                                             objective_params=params)
+                cls, cfg_cls, extra = sides[side]
+                runs[side] += step_times(cls, cfg_cls, model_dir, str(Path(tmp) / f"{side}{r}"), a, **extra)
     med = {side: [statistics.median(t[i] for t in v) for i in (0, 1)] for side, v in runs.items()}
     n = len(runs["trl"])
     print(f"conditions: {a.repeats} runs per side (alternating), {a.steps} timed steps each after {a.warmup} "

@@ -284,11 +284,11 @@ def _local_random_top_k(seed: int, counter: int, eligible: torch.Tensor, k: torc
     """:func:`theory.cov_selection.top_k_mask` of :func:`uniform_keys` (rows 0 … B − 1) on CPU, hashing only
     the eligible tokens' keys: the k largest 32-bit hashes (the keys are hash·2⁻³², so the same order), ties
     by position."""
-    out = torch.zeros_like(eligible)
     flat = eligible.reshape(-1).nonzero().squeeze(1)                # ascending positions
     kk = min(int(k), flat.numel())
     if kk == flat.numel():
         return eligible.clone()
+    out = torch.zeros_like(eligible)
     if kk > 0:
         positions = _local_position_hashes(eligible.shape[0], eligible.shape[1], eligible.device).reshape(-1)
         bits = _hash32(positions[flat] ^ _call_key(seed, counter))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +27,12 @@ TRACKING_BACKENDS = ("tensorboard", "wandb")
 #: keys the trainer adds next to the config in config.json (facts about the run, not settings)
 RUN_INFO_KEYS = ("objective_resolved", "world_size")
 #: the warning of a KL-Cov run whose every update is on-policy (docs/theory.md §1.10: at ρ ≡ 1 the penalty
-#: β|log ρ| and its subgradient are 0, so the run is vanilla policy gradient); ``how`` says what to change
-ON_POLICY_KL_COV = ("objective kl_cov with every optimizer step on-policy (π_old = π_θ, ρ ≡ 1): KL-Cov's "
-                    "penalty β|log ρ| and its gradient are then 0 and training is exactly vanilla policy "
-                    "gradient (only its selection metrics are logged); {how} so the penalty acts")
+#: β|log ρ| and its subgradient are 0, so the run is vanilla policy gradient), given by the trainer and by
+#: integrations.trl's config; ``how`` says what to change
+ON_POLICY_KL_COV = (
+    "kl_cov runs fully on-policy here (every optimizer step has π_old = π_θ, ρ ≡ 1), where its KL penalty "
+    "β|log ρ| and its gradient are exactly zero: it reduces to unclipped vanilla policy gradient (only its "
+    "selection metrics are logged); {how} so the penalty acts")
 
 
 def check_scalar(value, name, **kw):
@@ -235,10 +236,6 @@ class TrainConfig:
         self.report_to = tuple(dict.fromkeys(self.report_to))  # a saved list becomes a tuple again
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
-        if (resolve_objective_name(self.objective.name) == "kl_cov"
-                and self.optim.ppo_epochs * self.optim.num_minibatches == 1):
-            how = "set optim.num_minibatches or optim.ppo_epochs above 1"
-            warnings.warn(ON_POLICY_KL_COV.format(how=how), UserWarning, stacklevel=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

@@ -56,7 +56,7 @@ from rundir.files import save_run_config
 from rundir.ownership import claim_run_dir
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import TrainConfig
+from .config import ON_POLICY_KL_COV, TrainConfig
 from .distributed import gather_objects, init_distributed
 from .evaluate import evaluate
 from .metrics import (COV_BATCH_MEAN, COV_RESPONSE, ENTROPY_TOKEN_MEAN, ENTROPY_TRAIN, OPTIM_UPDATES,
@@ -146,9 +146,8 @@ class Trainer:
         self.step, self.cursor = 0, {"epoch": 0, "pos": 0}
         validate_objective_params(self.objective_name, config.objective.params)
         if (self.objective_name == "kl_cov" and o.ppo_epochs == 1 and o.num_minibatches == 1):
-            warnings.warn("kl_cov with ppo_epochs=1 and num_minibatches=1 runs fully on-policy, where its "
-                          "KL penalty is exactly zero: it reduces to unclipped vanilla policy gradient",
-                          stacklevel=2)
+            how = "set optim.num_minibatches or optim.ppo_epochs above 1"
+            warnings.warn(ON_POLICY_KL_COV.format(how=how), UserWarning, stacklevel=2)
         self.writer = None
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)

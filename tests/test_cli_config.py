@@ -247,14 +247,3 @@ def test_task_still_required_without_a_config(tmp_path, capsys):
     assert "--task is required" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "r")]) == 2
     assert "--task is required" in capsys.readouterr().err
-
-
-def test_on_policy_kl_cov_warns_that_its_penalty_cannot_act():
-    """ppo_epochs · num_minibatches = 1: every update is on-policy, where KL-Cov equals vanilla PG."""
-    with pytest.warns(UserWarning, match="on-policy.*vanilla policy gradient.*num_minibatches"):
-        TrainConfig(objective=ObjectiveConfig(name="kl_cov"), optim=OptimConfig(num_minibatches=1))
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        TrainConfig(objective=ObjectiveConfig(name="kl_cov"), optim=OptimConfig(num_minibatches=2))
-        TrainConfig(objective=ObjectiveConfig(name="clip_cov"), optim=OptimConfig(num_minibatches=1))

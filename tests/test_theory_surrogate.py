@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tolerances import ATOL_F32, EXACT_F64, RTOL_F32
+from theory.aggregation import _masked_zero as masked_zero
 from theory.aggregation import aggregate
-from theory.cov_selection import _top_k_mask_sorted, masked_zero, prepare_tokens, top_k_mask
+from theory.cov_selection import _top_k_mask_sorted, prepare_tokens, top_k_mask
 from theory.objectives import (LOG_RATIO_CLAMP, METRIC_ABS_LOG_RATIO, clip_cov, compute_cov_stats, kl_cov,
                                ppo_clip, vanilla_pg)
 from theory.surrogate import clip_counts, ppo_terms, with_gradient

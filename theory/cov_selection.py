@@ -40,7 +40,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from ._checks import check_same_shape, compute_dtype, host_readable
-from .aggregation import _check_token_mask, _check_token_tensor, _check_token_values
+from .aggregation import _check_token_mask, _check_token_tensor, _check_token_values, _masked_zero
 
 
 @dataclass(frozen=True)
@@ -140,17 +140,10 @@ def _prepare(log_prob, old_log_prob, advantages, mask, stats, *, detach: bool):
     dtype = compute_dtype(log_prob, old_log_prob, advantages)
     x = log_prob.to(dtype)
     finite = host_readable(log_prob)     # CPU inputs were checked above
-    old = masked_zero(old_log_prob.detach().to(dtype), m, finite=finite)
-    adv = masked_zero(advantages.detach().to(dtype), m, finite=finite)
-    lp = torch.where(m, x, old) if not detach else masked_zero(x.detach(), m, finite=finite)
+    old = _masked_zero(old_log_prob.detach().to(dtype), m, finite=finite)
+    adv = _masked_zero(advantages.detach().to(dtype), m, finite=finite)
+    lp = _masked_zero(x.detach() if detach else x, m, finite=finite)   # = old (0) at masked tokens
     return x, lp, old, adv, m, check_cov_stats(stats, log_prob)
-
-
-def masked_zero(x: torch.Tensor, m: torch.Tensor, *, finite: bool) -> torch.Tensor:
-    """``torch.where(m, x, 0)`` (``[B, T]`` each, m bool). ``finite``: x is known finite (CPU inputs are
-    checked), so the product x·m is exact and is used instead (on CPU a bool ``where`` costs ~4 float
-    products); the only difference is the sign of a masked zero (−0.0 where x < 0)."""
-    return x * m.view(torch.uint8) if finite else torch.where(m, x, 0.0)
 
 
 class Selection(NamedTuple):
@@ -211,7 +204,7 @@ def centred_products(log_prob, advantages, mask, mean_log_prob, mean_advantage) 
     either sign)."""
     dtype = log_prob.dtype
     cov = (log_prob.detach() - mean_log_prob.to(dtype)) * (advantages - mean_advantage.to(dtype))
-    return masked_zero(cov, mask, finite=True)
+    return _masked_zero(cov, mask, finite=True)
 
 
 def token_quota(num_tokens: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -228,7 +221,7 @@ def top_k_mask(keys: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> t
     Off the CPU a stable descending sort gives each entry its rank and entries ranked below k are kept if
     eligible: unlike ``torch.topk`` this needs k only as a tensor, so nothing waits for the device. On the
     CPU, where reading k costs no wait, ``torch.topk`` of the k + 1 largest does the same in a fraction of
-    the time (same result; ``tests/test_objectives.py`` holds it against the sort)."""
+    the time (same result; ``tests/test_theory_surrogate.py`` holds it against the sort)."""
     if host_readable(keys):
         return _top_k_mask_cpu(keys, eligible, k)
     return _top_k_mask_sorted(keys, eligible, k)
@@ -359,7 +352,6 @@ __all__ = [
     "check_cov_stats",
     "clip_cov_selection",
     "kl_cov_selection",
-    "masked_zero",
     "prepare_tokens",
     "random_subset",
     "scope_moments",

@@ -29,8 +29,9 @@ from typing import NamedTuple
 import torch
 
 from ._checks import Hyperparameter, host_readable
+from .aggregation import _masked_zero
 from .cov_selection import (CovStats, Selection, _prepare, centred_products, clip_cov_selection,
-                            kl_cov_selection, masked_zero, scope_moments, scope_stats)
+                            kl_cov_selection, scope_moments, scope_stats)
 # the names of the built-in objectives and of the reference-KL estimators (theory.regularizers) live in
 # theory.names (torch-free, for configs and --help)
 from .names import KL_ESTIMATORS, KNOWN_OBJECTIVES, MAX_UNGUARDED_RATIO, ObjectiveName
@@ -52,7 +53,10 @@ Loss = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
 class _Tokens(NamedTuple):
-    """One objective call's prepared tensors (:func:`theory.cov_selection.prepare_tokens`, lp detached)."""
+    """One objective call's prepared tensors (:func:`theory.cov_selection.prepare_tokens`, lp detached).
+
+    At a masked token A = 0, d = c = 0 and ρ = 1, so every per-token term the objectives build from these
+    (−Aρ, the PPO max, β|d|, their derivatives) is already 0 there: no objective masks its loss again."""
 
     x: torch.Tensor        # log π_θ in the compute dtype, with its graph (the gradient attaches here)
     lp: torch.Tensor       # detached log π_θ, = old at masked tokens
@@ -99,15 +103,14 @@ def _metrics(t: _Tokens, clip=None, sel: Selection | None = None, candidates=Fal
         counts.append(count)
     d = n.clamp_min(1)            # int64: dividing a float tensor by it promotes it exactly (N < 2²⁴)
     parts = [torch.stack(values), torch.stack(counts)] if counts else [torch.stack(values)]
-    means = dict(zip(names, (torch.cat(parts) / d).unbind()))   # cat promotes the counts to the floats' dtype
-    out = {METRIC_NUM_TOKENS: n, **{k: means.pop(k) for k in _COMMON[1:]}}   # the registered order
-    out.update((k, means.pop(k)) for k in (*_CLIP, METRIC_CANDIDATE_FRAC) if k in means)
+    out = dict(zip(names, (torch.cat(parts) / d).unbind()))   # cat promotes the counts to the floats' dtype
+    out[METRIC_NUM_TOKENS] = n
     if sel is not None:
-        out[METRIC_SELECTED_COUNT], out[METRIC_SELECTED_FRAC] = count, means.pop(METRIC_SELECTED_FRAC)
-        selected_cov = masked_zero(cov, sel.selected, finite=True).sum()   # cov is finite where masked
+        out[METRIC_SELECTED_COUNT] = count
+        selected_cov = _masked_zero(cov, sel.selected, finite=True).sum()   # cov is finite where masked
         out[METRIC_COV_SELECTED_MEAN] = selected_cov / count.clamp_min(1)
-    out.update(means)   # ``sums``, in the order given
-    return out
+    order = (*_COMMON, *_CLIP, METRIC_CANDIDATE_FRAC, *_SELECTION, *(sums or {}))   # the registered order
+    return {k: out[k] for k in order if k in out}
 
 
 def _select_clip_cov(h, lp, old, adv, m, generator, stats=None, clipped=None) -> Selection:
@@ -137,7 +140,7 @@ def vanilla_pg(log_prob, old_log_prob, advantages, mask, *, generator: torch.Gen
     (loss_matrix ``[B, T]``, metrics) as described in the module docstring.
     """
     t = _inputs(log_prob, old_log_prob, advantages, mask, stats)
-    pg = torch.where(t.m, -t.adv * t.ratio, 0.0)
+    pg = -t.adv * t.ratio
     return with_gradient(t.x, pg, ratio_derivative(t.d, pg)), _metrics(t)
 
 
@@ -162,9 +165,8 @@ def ppo_clip(log_prob, old_log_prob, advantages, mask, *, eps_low: float = 0.2, 
     t = _inputs(log_prob, old_log_prob, advantages, mask, stats)
     neg_adv = -t.adv
     pg1, ppo, clipped = ppo_terms(t.ratio, neg_adv, h["eps_low"], h["eps_high"])
-    value = torch.where(t.m, ppo, 0.0)
     metrics = _metrics(t, clip_counts(clipped, neg_adv))
-    return with_gradient(t.x, value, ratio_derivative(t.d, pg1, clipped)), metrics
+    return with_gradient(t.x, ppo, ratio_derivative(t.d, pg1, clipped)), metrics
 
 
 @register_objective(ObjectiveName.CLIP_HIGHER, metrics=_COMMON + _CLIP)
@@ -209,7 +211,7 @@ def clip_cov(log_prob, old_log_prob, advantages, mask, *, clip_ratio: float = 2e
     neg_adv = -t.adv
     pg1, ppo, clipped = ppo_terms(t.ratio, neg_adv, h["eps_low"], h["eps_high"])
     sel = _select_clip_cov(h, t.lp, t.old, t.adv, t.m, generator, t.stats, clipped=clipped)
-    value = masked_zero(ppo, t.m & ~sel.selected, finite=host_readable(t.x))   # checked CPU inputs: finite
+    value = _masked_zero(ppo, ~sel.selected, finite=host_readable(t.x))   # checked CPU inputs: finite
     derivative = ratio_derivative(t.d, pg1, clipped | sel.selected)
     metrics = _metrics(t, clip_counts(clipped, neg_adv), sel, candidates=True)
     return with_gradient(t.x, value, derivative), metrics
@@ -244,11 +246,9 @@ def kl_cov(log_prob, old_log_prob, advantages, mask, *, kl_ratio: float = 2e-3, 
     sel = _select_kl_cov(h, t.lp, t.old, t.adv, t.m, generator, t.stats)
     abs_d = t.d.abs()
     # ∂(β|d|)/∂d = β sign(d) on the selected tokens, and β|d| = (β sign(d))·d exactly (a product by ±1, 0)
-    penalty_derivative = masked_zero(h["kl_coef"] * torch.sign(t.d), sel.selected, finite=True)
+    penalty_derivative = _masked_zero(h["kl_coef"] * torch.sign(t.d), sel.selected, finite=True)
     penalty = penalty_derivative * t.d
     metrics = _metrics(t, sel=sel, sums={METRIC_KL_PENALTY: penalty.sum(), METRIC_ABS_LOG_RATIO: abs_d.sum()})
-    # masked tokens: A = 0, d = 0, ρ = 1, penalty = 0, so −Aρ + penalty is 0 there and so is its derivative,
-    # which is what torch.where(mask, ·, 0) would give, one pass cheaper
     pg = -t.adv * t.ratio
     derivative = ratio_derivative(t.d, pg, abs_d=abs_d) + penalty_derivative
     return with_gradient(t.x, pg + penalty, derivative), metrics

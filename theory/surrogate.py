@@ -14,8 +14,8 @@ sum to). The objectives compute the loss values without autograd and hand them, 
 to :func:`with_gradient`: the backward pass is then one multiplication g·D per token instead of autograd's
 chain through where → maximum → mul → clamp → exp → clamp → sub → where (and no saved masks). Same loss
 values bit for bit; the gradient equals autograd's through the expression up to float rounding (the
-product g·(−Aρ) is associated differently). ``tests/test_objectives.py`` checks it against autograd on the
-naive expression in float64, ties, clamps and masked tokens included.
+product g·(−Aρ) is associated differently). ``tests/test_theory_surrogate.py`` checks it against autograd
+on the naive expression in float64, ties, clamps and masked tokens included.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import host_readable
+from .aggregation import _masked_zero
 
 #: |log ρ| is clamped to this before ``exp`` (verl ``vanilla``); also used by the k3 estimators.
 LOG_RATIO_CLAMP = 20.0
@@ -81,7 +82,7 @@ def ratio_derivative(d: torch.Tensor, pg: torch.Tensor, inactive: torch.Tensor |
     test is skipped when no |d| exceeds 20, and ``inactive`` zeroes by a product (exact: pg is finite)."""
     abs_d = d.abs() if abs_d is None else abs_d
     if host_readable(d) and d.numel() and float(abs_d.max()) <= LOG_RATIO_CLAMP:
-        return pg if inactive is None else pg * (~inactive).view(torch.uint8)
+        return pg if inactive is None else _masked_zero(pg, ~inactive, finite=True)
     off = abs_d > LOG_RATIO_CLAMP
     if inactive is not None:
         off = off | inactive
@@ -103,7 +104,7 @@ def clip_counts(clipped: torch.Tensor, neg_adv: torch.Tensor):
     (:func:`ppo_terms`), so #below − #above = Σ_clipped sign(−A), a float64 sum of ±1 (exact) instead of a
     second comparison pass. ``clipped`` bool, ``neg_adv`` = −A, ``[B, T]`` each."""
     n = torch.count_nonzero(clipped)
-    s = (torch.sign(neg_adv) * clipped.view(torch.uint8)).sum(dtype=torch.float64).to(torch.int64)
+    s = _masked_zero(torch.sign(neg_adv), clipped, finite=True).sum(dtype=torch.float64).to(torch.int64)
     below = torch.div(n + s, 2, rounding_mode="floor")
     return below, n - below
 
